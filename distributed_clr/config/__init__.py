@@ -1,0 +1,56 @@
+"""Typed, validated configuration: schema, presets, YAML files, dotted overrides."""
+
+from distributed_clr.config.load import (
+    ConfigError,
+    apply_overrides,
+    check_key,
+    from_flat_dict,
+    load_yaml,
+    parse_override,
+    resolve_config,
+    to_flat_dict,
+    to_yaml,
+)
+from distributed_clr.config.presets import PRESETS, get_preset
+from distributed_clr.config.schema import (
+    AugmentConfig,
+    DataConfig,
+    DetectorConfig,
+    EvaluateConfig,
+    GenerateConfig,
+    LossConfig,
+    ModelConfig,
+    PrepareConfig,
+    RayConfig,
+    RunConfig,
+    TrackingConfig,
+    TrainConfig,
+    TuneConfig,
+)
+
+__all__ = [
+    "PRESETS",
+    "AugmentConfig",
+    "ConfigError",
+    "DataConfig",
+    "DetectorConfig",
+    "EvaluateConfig",
+    "GenerateConfig",
+    "LossConfig",
+    "ModelConfig",
+    "PrepareConfig",
+    "RayConfig",
+    "RunConfig",
+    "TrackingConfig",
+    "TrainConfig",
+    "TuneConfig",
+    "apply_overrides",
+    "check_key",
+    "from_flat_dict",
+    "get_preset",
+    "load_yaml",
+    "parse_override",
+    "resolve_config",
+    "to_flat_dict",
+    "to_yaml",
+]

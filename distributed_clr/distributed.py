@@ -1,0 +1,100 @@
+"""Process-group helpers that reduce to the identity in a single process.
+
+Every function here works with or without ``torch.distributed`` initialised, so the training loop
+and the losses have one code path: on a laptop ``world_size()`` is 1 and ``all_gather_with_grad(x)``
+returns ``x``; under DDP they speak to the process group.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True when a default process group with more than one rank is initialised."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's global rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of ranks (1 without a process group)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    """True on rank 0: the process that logs, writes artifacts and reports."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank; a no-op without a process group."""
+    if is_distributed():
+        dist.barrier()
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """Concatenate every rank's tensor along dim 0, letting gradients flow back to each source.
+
+    ``dist.all_gather`` alone cuts the graph: the gathered copies are leaves. Here each rank's
+    backward receives d(own loss)/d(gathered); the gradient of the *sum* of all ranks' losses
+    with respect to this rank's input is the all-reduced sum of those, sliced at this rank's
+    rows. DDP then averages parameter gradients over ranks, which gives the gradient of the mean
+    rank loss, exactly what a single process computes on the concatenated batch.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        sizes = _gather_sizes(tensor.shape[0], tensor.device)
+        largest = max(sizes)
+        padded = tensor
+        if tensor.shape[0] < largest:  # all_gather needs equal shapes: pad, gather, unpad
+            pad = tensor.new_zeros((largest - tensor.shape[0], *tensor.shape[1:]))
+            padded = torch.cat([tensor, pad], dim=0)
+        buffers = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(buffers, padded.contiguous())
+        me = dist.get_rank()
+        ctx.offset = sum(sizes[:me])
+        ctx.size = sizes[me]
+        return torch.cat([buf[:n] for buf, n in zip(buffers, sizes, strict=True)], dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> torch.Tensor:
+        grad = grad_outputs[0].contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.offset : ctx.offset + ctx.size]
+
+
+def _gather_sizes(size: int, device: torch.device) -> list[int]:
+    mine = torch.tensor([size], dtype=torch.int64, device=device)
+    sizes = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, mine)
+    return [int(s.item()) for s in sizes]
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Gather ``tensor`` (N_r, ...) from every rank into (sum_r N_r, ...), in rank order.
+
+    Ranks may hold different N_r. Gradients flow back to every rank's input (see
+    ``_AllGatherWithGrad``). Without a process group this returns ``tensor`` itself.
+    """
+    if not is_distributed():
+        return tensor
+    gathered = _AllGatherWithGrad.apply(tensor)  # type: ignore[no-untyped-call]
+    return typing.cast(torch.Tensor, gathered)
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """Mean of ``value`` over ranks (a detached copy); the value itself without a process group."""
+    if not is_distributed():
+        return value.detach().clone()
+    out = value.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / world_size()

@@ -1,0 +1,64 @@
+"""The distributed helpers: identities alone, exact under two real gloo processes."""
+
+from __future__ import annotations
+
+import torch
+
+from distributed_clr import distributed
+from tests.multiproc import run_on_ranks
+
+ROWS = (3, 5)  # unequal on purpose: the last batch of an epoch is often short
+
+
+def _inputs(rank: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(100 + rank)
+    return torch.randn(ROWS[rank], 4, generator=gen, dtype=torch.float64)
+
+
+def _rank_loss(rank: int, gathered: torch.Tensor) -> torch.Tensor:
+    """A different non-linear function of *all* rows on each rank, as a contrastive loss is."""
+    weights = torch.linspace(-1.0, 1.0, gathered.numel(), dtype=gathered.dtype).view_as(gathered)
+    return (torch.tanh(gathered * (rank + 1)) * weights).sum() + (gathered**2).sum() * 0.1 * rank
+
+
+def _gather_worker(rank: int, world: int) -> dict[str, object]:
+    x = _inputs(rank).requires_grad_(True)
+    gathered = distributed.all_gather_with_grad(x)
+    _rank_loss(rank, gathered).backward()
+    mean = distributed.all_reduce_mean(torch.tensor(float(rank)))
+    return {
+        "rank": distributed.rank(),
+        "world": distributed.world_size(),
+        "is_main": distributed.is_main(),
+        "gathered": gathered.detach(),
+        "grad": x.grad,
+        "mean": float(mean),
+    }
+
+
+def test_helpers_are_identities_without_a_process_group() -> None:
+    assert distributed.rank() == 0
+    assert distributed.world_size() == 1
+    assert distributed.is_main()
+    assert not distributed.is_distributed()
+    distributed.barrier()
+    x = torch.randn(3, 2, requires_grad=True)
+    assert distributed.all_gather_with_grad(x) is x
+    assert torch.equal(distributed.all_reduce_mean(x), x.detach())
+
+
+def test_all_gather_and_gradient_match_single_process_reference() -> None:
+    results = run_on_ranks(_gather_worker, 2)
+
+    # Reference: one process holds the concatenated batch and the sum of every rank's loss.
+    inputs = [_inputs(r).requires_grad_(True) for r in range(2)]
+    full = torch.cat(inputs)
+    sum(_rank_loss(r, full) for r in range(2)).backward()
+
+    for r, res in enumerate(results):
+        assert res["rank"] == r
+        assert res["world"] == 2
+        assert res["is_main"] == (r == 0)
+        assert res["mean"] == 0.5
+        torch.testing.assert_close(res["gathered"], full.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(res["grad"], inputs[r].grad)
