@@ -12,11 +12,15 @@ import logging
 import sys
 import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from distributed_clr import __version__
 from distributed_clr.config import PRESETS, ConfigError, RunConfig, resolve_config, to_yaml
 from distributed_clr.config.schema import Section
+from distributed_clr.data.pythia import GenerationError
+from distributed_clr.data.schema import SchemaError
+from distributed_clr.data.storage import DatasetError
 
 log = logging.getLogger("distributed_clr")
 
@@ -98,6 +102,52 @@ def _cmd_config_keys(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
+# dclr generate / import-lhco
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from distributed_clr.data.generate import generate
+
+    flags = {
+        "generate.process": args.process,
+        "generate.events": args.events,
+        "generate.shards": args.shards,
+        "generate.seed": args.seed,
+    }
+    config = _config_from(args, [(k, v) for k, v in flags.items() if v is not None])
+    manifest = generate(config.generate, args.out, config.ray)
+    summary = manifest.summary
+    sys.stdout.write(
+        f"{args.out}: {manifest.rows} {summary['process']} events in {len(manifest.shards)} "
+        f"shards; trigger efficiency {summary['trigger_efficiency']:.3f}; "
+        f"sigma_gen {summary['sigma_gen_pb']:.4g} +- {summary['sigma_err_pb']:.2g} pb\n"
+    )
+    return 0
+
+
+def _cmd_import_lhco(args: argparse.Namespace) -> int:
+    from distributed_clr.data.lhco import import_lhco
+
+    manifest = import_lhco(
+        args.files,
+        args.out,
+        process=args.process,
+        label=args.label,
+        key=args.key,
+        events_per_shard=args.events_per_shard,
+        chunk_rows=args.chunk_rows,
+        max_events=args.max_events,
+    )
+    labels = manifest.summary["labels"]
+    sys.stdout.write(
+        f"{args.out}: {manifest.rows} events in {len(manifest.shards)} shards "
+        f"(background {labels['background']}, signal {labels['signal']}, "
+        f"unlabelled {labels['unknown']})\n"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
 # parser
 
 
@@ -129,6 +179,41 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(keys)
     keys.set_defaults(handler=_cmd_config_keys)
 
+    gen = commands.add_parser(
+        "generate",
+        help="generate collision events with Pythia 8 and a detector response",
+        description="Generate raw events (Parquet shards + manifest.json) with one Ray task per "
+        "shard. Rerunning the same command resumes an interrupted run.",
+    )
+    gen.add_argument("--process", choices=["qcd_dijet", "wprime_xy"], help="physics process")
+    gen.add_argument("--events", type=int, help="events to write (after the trigger)")
+    gen.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    gen.add_argument("--shards", type=int, help="number of shards (one Ray task each)")
+    gen.add_argument("--seed", type=int, help="master seed")
+    _add_config_options(gen)
+    gen.set_defaults(handler=_cmd_generate)
+
+    lhco = commands.add_parser(
+        "import-lhco",
+        help="convert LHC Olympics 2020 HDF5 files into raw-event Parquet",
+        description="Read LHC Olympics files (events_anomalydetection.h5, the black boxes, the "
+        "3-prong signal) in chunks, strip the zero padding and write raw-event shards.",
+    )
+    lhco.add_argument("files", nargs="+", type=Path, metavar="FILE", help="HDF5 files")
+    lhco.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    lhco.add_argument("--process", default="lhco_rnd", help="process name stored with the events")
+    lhco.add_argument(
+        "--label",
+        type=int,
+        choices=[-1, 0, 1],
+        help="label every event (default: the file's label column, or -1 without one)",
+    )
+    lhco.add_argument("--key", help="HDF5 key of the frame (default: the only one in the file)")
+    lhco.add_argument("--events-per-shard", type=int, default=100_000, help="rows per shard")
+    lhco.add_argument("--chunk-rows", type=int, default=10_000, help="rows read at a time")
+    lhco.add_argument("--max-events", type=int, help="read at most this many events per file")
+    lhco.set_defaults(handler=_cmd_import_lhco)
+
     return parser
 
 
@@ -157,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         sys.stderr.write(f"dclr: configuration error: {err}\n")
         return EXIT_USAGE
+    except (DatasetError, SchemaError, GenerationError, ValueError, FileNotFoundError) as err:
+        sys.stderr.write(f"dclr: error: {err}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("dclr: interrupted\n")
         return 130

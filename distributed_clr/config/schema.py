@@ -128,7 +128,7 @@ class GenerateConfig(Section):
     shards: PositiveInt = 4
     """Output shards; one Ray task each."""
     seed: Seed = 1
-    """Master seed; every shard derives its own independent seed from it."""
+    """Master seed; every shard derives its own independent seed from it (and the process)."""
     sqrt_s: PositiveFloat = 13_000.0
     """Proton-proton centre-of-mass energy [GeV]."""
     pthat_min: PositiveFloat = 1_000.0
@@ -147,6 +147,12 @@ class GenerateConfig(Section):
     """Mass of X (the heavier daughter) [GeV]."""
     y_mass: PositiveFloat = 100.0
     """Mass of Y (the lighter daughter) [GeV]."""
+    x_width: PositiveFloat = 0.01
+    """Width of X [GeV]; narrow, as in the LHC Olympics R&D signal."""
+    y_width: PositiveFloat = 0.01
+    """Width of Y [GeV]."""
+    chunk_events: Annotated[int, Field(ge=16, le=5_000)] = 500
+    """Most events Pythia generates per batch (a batch holds ~0.2 MB per event in memory)."""
     mpi: bool = True
     """Multi-parton interactions."""
     isr: bool = True

@@ -1,0 +1,48 @@
+"""Arrow schemas of the on-disk formats (ARCHITECTURE.md, "File formats"), and their checks.
+
+Raw events hold one row per collision event with the final-state particles as variable-length
+lists; prepared dijets hold fixed-size constituent arrays; embeddings hold one vector per event.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+LABEL_BACKGROUND = 0
+LABEL_SIGNAL = 1
+LABEL_UNKNOWN = -1
+
+RAW_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.int64(), nullable=False),
+        pa.field("label", pa.int8(), nullable=False),
+        pa.field("process", pa.string(), nullable=False),
+        pa.field("pt", pa.list_(pa.float32()), nullable=False),
+        pa.field("eta", pa.list_(pa.float32()), nullable=False),
+        pa.field("phi", pa.list_(pa.float32()), nullable=False),
+    ]
+)
+"""Raw events: final-state particles (massless) in GeV and radians, any number per event."""
+
+
+class SchemaError(ValueError):
+    """A file whose columns or types differ from the format it should have."""
+
+
+def check_schema(actual: pa.Schema, expected: pa.Schema, source: str | Path) -> None:
+    """Raise SchemaError naming ``source`` and every missing or mistyped column."""
+    problems = []
+    for field in expected:
+        index = actual.get_field_index(field.name)
+        if index < 0:
+            problems.append(f"missing column '{field.name}' ({field.type})")
+            continue
+        got = actual.field(index).type
+        if not got.equals(field.type):
+            problems.append(f"column '{field.name}' has type {got}, expected {field.type}")
+    if problems:
+        raise SchemaError(f"{source}: " + "; ".join(problems))
