@@ -19,52 +19,10 @@ same seed and input give the same output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import numpy.typing as npt
 
 from distributed_clr.config.schema import DetectorConfig
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
-
-@dataclass(frozen=True)
-class Particles:
-    """Particles of many events, flat, with ``counts[i]`` particles belonging to event i.
-
-    pt in GeV, eta dimensionless, phi in radians within (-pi, pi].
-    """
-
-    pt: FloatArray
-    eta: FloatArray
-    phi: FloatArray
-    counts: IntArray
-
-    def __post_init__(self) -> None:
-        n = len(self.pt)
-        if not (len(self.eta) == len(self.phi) == n == int(self.counts.sum())):
-            raise ValueError(
-                f"inconsistent particle arrays: pt {n}, eta {len(self.eta)}, phi {len(self.phi)}, "
-                f"counts sum {int(self.counts.sum())}"
-            )
-
-    @property
-    def offsets(self) -> IntArray:
-        return np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
-
-    def select(self, keep: npt.NDArray[np.bool_]) -> Particles:
-        """The particles where ``keep`` is True, with event counts updated."""
-        event = np.repeat(np.arange(len(self.counts)), self.counts)
-        counts = np.bincount(event[keep], minlength=len(self.counts)).astype(np.int64)
-        return Particles(self.pt[keep], self.eta[keep], self.phi[keep], counts)
-
-
-def wrap_phi(phi: FloatArray) -> FloatArray:
-    """Map angles into (-pi, pi]."""
-    wrapped = np.mod(phi + np.pi, 2 * np.pi) - np.pi  # [-pi, pi)
-    return np.where(wrapped == -np.pi, np.pi, wrapped)
+from distributed_clr.data.particles import FloatArray, Particles, wrap_phi
 
 
 def energy_resolution(energy: FloatArray, config: DetectorConfig) -> FloatArray:

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from distributed_clr.config.schema import GenerateConfig, RayConfig
-from distributed_clr.data.detector import Particles
+from distributed_clr.data.particles import to_arrow
 from distributed_clr.data.pythia import generate_events, pythia_settings
-from distributed_clr.data.schema import LABEL_BACKGROUND, LABEL_SIGNAL, RAW_SCHEMA
+from distributed_clr.data.schema import LABEL_BACKGROUND, LABEL_SIGNAL
 from distributed_clr.data.storage import (
     Manifest,
     ShardRecord,
@@ -67,34 +66,11 @@ def event_ids(config: GenerateConfig, index: int, n: int) -> np.ndarray[Any, np.
     return base + np.arange(n, dtype=np.int64)
 
 
-def raw_table(
-    particles: Particles, ids: np.ndarray[Any, np.dtype[np.int64]], label: int, process: str
-) -> pa.Table:
-    """A raw-event table (``RAW_SCHEMA``) from flat particle arrays."""
-    offsets = pa.array(particles.offsets.astype(np.int32))
-
-    def column(values: np.ndarray[Any, Any]) -> pa.ListArray:
-        return pa.ListArray.from_arrays(offsets, pa.array(values.astype(np.float32)))
-
-    n = len(particles.counts)
-    return pa.table(
-        {
-            "event_id": pa.array(ids, pa.int64()),
-            "label": pa.array(np.full(n, label, dtype=np.int8)),
-            "process": pa.array([process] * n, pa.string()),
-            "pt": column(particles.pt),
-            "eta": column(particles.eta),
-            "phi": column(particles.phi),
-        },
-        schema=RAW_SCHEMA,
-    )
-
-
 def generate_shard(config: GenerateConfig, index: int, n_events: int, out: str) -> ShardRecord:
     """Generate shard ``index`` and write it atomically into directory ``out``."""
 
     result = generate_events(config, n_events, shard_seed(config, index))
-    table = raw_table(
+    table = to_arrow(
         result.particles, event_ids(config, index, n_events), LABELS[config.process], config.process
     )
     name = shard_name(index)

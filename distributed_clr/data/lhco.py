@@ -26,8 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from distributed_clr.data.detector import Particles
-from distributed_clr.data.generate import raw_table
+from distributed_clr.data.particles import Particles, to_arrow
 from distributed_clr.data.schema import LABEL_UNKNOWN
 from distributed_clr.data.storage import (
     Manifest,
@@ -128,7 +127,7 @@ def _split_label(
         if bad.any():
             row = start + int(np.argmax(bad))
             raise LHCOFormatError(
-                f"{path}: row {row} has label {labels[bad][0]!r}; labels must be 0 or 1"
+                f"{path}: row {row} has label {float(labels[bad][0])}; labels must be 0 or 1"
             )
         out = labels.astype(np.int8)
     elif columns % FEATURES == 0:
@@ -255,7 +254,7 @@ def _table(
 ) -> pa.Table:
     tables = []
     for particles, ids, labels in parts:
-        table = raw_table(particles, ids, 0, process)
+        table = to_arrow(particles, ids, 0, process)
         tables.append(table.set_column(1, "label", pa.array(labels, pa.int8())))
     return pa.concat_tables(tables).combine_chunks()
 

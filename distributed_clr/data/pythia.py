@@ -18,7 +18,8 @@ import numpy as np
 
 from distributed_clr.config.schema import GenerateConfig
 from distributed_clr.data.clustering import leading_jet_pt
-from distributed_clr.data.detector import Particles, apply_detector
+from distributed_clr.data.detector import apply_detector
+from distributed_clr.data.particles import Particles
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,40 @@
+"""Shared fixtures: one Ray session for the whole test run, small generated datasets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DCLR_PROGRESS", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray session (2 CPUs, like CI) shared by every test that needs Ray."""
+    import ray
+
+    from distributed_clr.config import RayConfig
+    from distributed_clr.runtime import init_ray
+
+    init_ray(RayConfig(num_cpus=2))
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def generated(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small QCD and W' raw datasets, generated once per test session."""
+    from distributed_clr.config import GenerateConfig, RayConfig
+    from distributed_clr.data.generate import generate
+
+    root = tmp_path_factory.mktemp("generated")
+    paths = {}
+    for process, events in (("qcd_dijet", 400), ("wprime_xy", 400)):
+        config = GenerateConfig(process=process, events=events, shards=2, seed=11)
+        generate(config, root / process, RayConfig(num_cpus=2))
+        paths[process] = root / process
+    return paths
