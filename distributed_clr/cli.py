@@ -147,6 +147,22 @@ def _cmd_import_lhco(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from distributed_clr.data.prepare import prepare
+
+    config = _config_from(args)
+    manifest = prepare(args.raw, args.out, config.prepare, config.ray)
+    sys.stdout.write(f"{args.out}: {manifest.rows} dijet events in {len(manifest.shards)} shards\n")
+    for dataset, flow in manifest.summary["cut_flow"].items():
+        removed = ", ".join(f"{k} {v}" for k, v in flow["removed"].items())
+        sys.stdout.write(
+            f"  {dataset}: {flow['events_in']} in, {flow['events_out']} out (removed: {removed})\n"
+        )
+    splits = ", ".join(f"{k} {v}" for k, v in manifest.summary["splits"].items())
+    sys.stdout.write(f"  splits: {splits}\n")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------
 # parser
 
@@ -213,6 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     lhco.add_argument("--chunk-rows", type=int, default=10_000, help="rows read at a time")
     lhco.add_argument("--max-events", type=int, help="read at most this many events per file")
     lhco.set_defaults(handler=_cmd_import_lhco)
+
+    prep = commands.add_parser(
+        "prepare",
+        help="cluster raw events into dijets (Ray Data): selection, observables, splits",
+        description="Cluster every raw dataset given with anti-kT, select two jets, apply the "
+        "cuts, keep each jet's hardest constituents, compute observables and assign splits. "
+        "Rerunning the same command resumes an interrupted run.",
+    )
+    prep.add_argument("raw", nargs="+", type=Path, metavar="RAW_DIR", help="raw-event datasets")
+    prep.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    _add_config_options(prep)
+    prep.set_defaults(handler=_cmd_prepare)
 
     return parser
 

@@ -9,9 +9,13 @@ from typing import Any
 from tqdm.auto import tqdm
 
 
-def progress(**kwargs: Any) -> tqdm[Any]:
-    """A tqdm bar on stderr; disabled when stderr is not a terminal or DCLR_PROGRESS=0."""
+def progress_enabled() -> bool:
+    """Bars show on an interactive stderr; DCLR_PROGRESS=0 or 1 forces them off or on."""
     setting = os.environ.get("DCLR_PROGRESS", "auto")
-    disable = setting == "0" or (setting == "auto" and not sys.stderr.isatty())
+    return setting == "1" or (setting == "auto" and sys.stderr.isatty())
+
+
+def progress(**kwargs: Any) -> tqdm[Any]:
+    """A tqdm bar on stderr (see ``progress_enabled``)."""
     kwargs.setdefault("dynamic_ncols", True)
-    return tqdm(file=sys.stderr, disable=disable, **kwargs)
+    return tqdm(file=sys.stderr, disable=not progress_enabled(), **kwargs)

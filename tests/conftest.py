@@ -38,3 +38,15 @@ def generated(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> di
         generate(config, root / process, RayConfig(num_cpus=2))
         paths[process] = root / process
     return paths
+
+
+@pytest.fixture(scope="session")
+def prepared(generated: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated QCD and W' datasets, prepared into dijets (16 constituents per jet)."""
+    from distributed_clr.config import PrepareConfig, RayConfig
+    from distributed_clr.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "dijets"
+    config = PrepareConfig(num_constituents=16, batch_events=128)
+    prepare([generated["qcd_dijet"], generated["wprime_xy"]], out, config, RayConfig(num_cpus=2))
+    return out

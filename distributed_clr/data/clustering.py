@@ -14,7 +14,8 @@ from distributed_clr.data.particles import Particles
 log = logging.getLogger(__name__)
 
 
-def _import_fastjet() -> Any:
+def fastjet_module() -> Any:
+    """The fastjet module, with its banner switched off."""
     import fastjet
 
     # FastJet writes a banner to the C++ stdout on first clustering; switch it off.
@@ -38,7 +39,7 @@ def momenta(particles: Particles) -> ak.Array:
 
 def antikt_jets(particles: Particles, radius: float) -> ak.Array:
     """Inclusive anti-kT jets of every event (jagged, fields px, py, pz, E), hardest first."""
-    fastjet = _import_fastjet()
+    fastjet = fastjet_module()
     definition = fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
     sequence = fastjet.ClusterSequence(momenta(particles), definition)
     jets = sequence.inclusive_jets()

@@ -8,6 +8,8 @@ shard, so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import zlib
@@ -78,6 +80,14 @@ def generate_shard(config: GenerateConfig, index: int, n_events: int, out: str) 
     return ShardRecord(name, table.num_rows, digest, {"index": index, **result.stats()})
 
 
+def dataset_id(config: GenerateConfig) -> str:
+    """A name for the dataset that depends on how it was made, never on where it is stored."""
+    digest = hashlib.sha256(
+        json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()
+    ).hexdigest()
+    return f"{config.process}-seed{config.seed}-{digest[:12]}"
+
+
 def _summary(config: GenerateConfig, shards: list[ShardRecord]) -> dict[str, Any]:
     generated = sum(int(s.stats["generated"]) for s in shards)
     passed = sum(int(s.stats["passed_trigger"]) for s in shards)
@@ -89,6 +99,7 @@ def _summary(config: GenerateConfig, shards: list[ShardRecord]) -> dict[str, Any
     sigma_err = float(np.sqrt(np.sum((weights * errors) ** 2)) / weights.sum())
     efficiency = passed / generated if generated else math.nan
     return {
+        "dataset": dataset_id(config),
         "process": config.process,
         "label": LABELS[config.process],
         "pythia_settings": pythia_settings(config, seed=None),

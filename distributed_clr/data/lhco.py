@@ -243,7 +243,13 @@ def import_lhco(
         kind: sum(int(s.stats[kind]) for s in manifest.shards)
         for kind in ("background", "signal", "unknown")
     }
-    manifest.summary = {"process": process, "inputs": per_file, "labels": totals}
+    names = "+".join(sorted(p.name for p in files))
+    manifest.summary = {
+        "dataset": f"{process}-{names}",
+        "process": process,
+        "inputs": per_file,
+        "labels": totals,
+    }
     manifest.complete = True
     manifest.write(Path(out))
     return manifest

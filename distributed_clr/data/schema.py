@@ -46,3 +46,32 @@ def check_schema(actual: pa.Schema, expected: pa.Schema, source: str | Path) -> 
             problems.append(f"column '{field.name}' has type {got}, expected {field.type}")
     if problems:
         raise SchemaError(f"{source}: " + "; ".join(problems))
+
+
+SPLITS = ("train", "val", "test")
+
+PER_JET = ("jet_pt", "jet_eta", "jet_phi", "jet_m", "tau1", "tau2", "tau3", "tau21", "tau32")
+"""Per-jet observables, each stored as fixed_size_list<float32>[2] (jet 1, jet 2)."""
+
+
+def dijet_schema(num_constituents: int) -> pa.Schema:
+    """Prepared dijets: jet 1's N constituents then jet 2's (pT-ordered, zero-padded, absolute
+    coordinates), the two jets' observables, m_jj, and the split assignment."""
+    constituents = pa.list_(pa.float32(), 2 * num_constituents)
+    pair = pa.list_(pa.float32(), 2)
+    return pa.schema(
+        [
+            pa.field("event_id", pa.int64(), nullable=False),
+            pa.field("label", pa.int8(), nullable=False),
+            pa.field("process", pa.string(), nullable=False),
+            pa.field("dataset", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("fold", pa.int8(), nullable=False),
+            pa.field("pt", constituents, nullable=False),
+            pa.field("eta", constituents, nullable=False),
+            pa.field("phi", constituents, nullable=False),
+            pa.field("jet_n", pa.list_(pa.int16(), 2), nullable=False),
+            *(pa.field(name, pair, nullable=False) for name in PER_JET),
+            pa.field("mjj", pa.float32(), nullable=False),
+        ]
+    )
