@@ -163,6 +163,28 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from distributed_clr.demo import run_demo
+
+    extra: list[tuple[str, Any]] = []
+    if args.workers is not None:
+        extra.append(("ray.num_workers", args.workers))
+    if args.gpu:
+        extra.append(("ray.use_gpu", True))
+    config = _config_from(args, extra)
+    result = run_demo(config, args.out, scale=args.scale)
+    sys.stdout.write(f"\ndemo finished; everything is under {result.directory}/\n\n")
+    width = max(len(k) for k in [*result.facts, *result.timings])
+    for key, value in result.facts.items():
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        sys.stdout.write(f"  {key:<{width}}  {shown}\n")
+    sys.stdout.write("\n  time per stage:\n")
+    for key, seconds in result.timings.items():
+        sys.stdout.write(f"  {key:<{width}}  {seconds:7.1f} s\n")
+    sys.stdout.write(f"  {'total':<{width}}  {sum(result.timings.values()):7.1f} s\n")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------
 # parser
 
@@ -241,6 +263,19 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--out", type=Path, required=True, help="output dataset directory")
     _add_config_options(prep)
     prep.set_defaults(handler=_cmd_prepare)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the method end to end on generated data",
+        description="Generate QCD and W' events, prepare dijets, and run every later stage "
+        "that exists, on local Ray (or RAY_ADDRESS). Finished stages are reused on a rerun.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("demo_data"), help="working directory")
+    demo.add_argument("--scale", type=float, default=1.0, help="multiply every stage's size")
+    demo.add_argument("--workers", type=int, help="training workers (ray.num_workers)")
+    demo.add_argument("--gpu", action="store_true", help="train on GPUs (ray.use_gpu)")
+    _add_config_options(demo)
+    demo.set_defaults(handler=_cmd_demo)
 
     return parser
 

@@ -152,7 +152,7 @@ def select_dijets(
         num_folds=config.num_folds,
         salt=config.split_salt,
     )
-    source_table = table.take(pa.array(rows))
+    source_table = table.select(["event_id", "label", "process"]).take(pa.array(rows))
     columns: dict[str, pa.Array] = {
         "event_id": source_table.column("event_id").combine_chunks(),
         "label": source_table.column("label").combine_chunks(),

@@ -55,13 +55,8 @@ def delta_phi(a: FloatArray, b: FloatArray) -> FloatArray:
     return np.mod(a - b + np.pi, 2 * np.pi) - np.pi
 
 
-def exclusive_kt_axes(
-    pt: FloatArray, eta: FloatArray, phi: FloatArray, counts: IntArray, n: int
-) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
-    """The N exclusive-kT axes of every jet as (rapidity, phi, valid), each of shape (M, n).
-
-    A jet with fewer than n constituents has fewer axes; the missing ones are marked invalid.
-    """
+def _kt_sequence(pt: FloatArray, eta: FloatArray, phi: FloatArray, counts: IntArray) -> Any:
+    """One kT reclustering of every jet's constituents (each jet as its own 'event')."""
     fastjet = fastjet_module()
     flat = ak.zip(
         {
@@ -71,10 +66,17 @@ def exclusive_kt_axes(
             "E": pt * np.cosh(eta),
         }
     )
-    jets = ak.unflatten(flat, counts)
-    sequence = fastjet.ClusterSequence(
-        jets, fastjet.JetDefinition(fastjet.kt_algorithm, _RECLUSTER_RADIUS)
+    return fastjet.ClusterSequence(
+        ak.unflatten(flat, counts), fastjet.JetDefinition(fastjet.kt_algorithm, _RECLUSTER_RADIUS)
     )
+
+
+def exclusive_kt_axes(
+    sequence: Any, n: int
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+    """The n exclusive-kT axes of every jet of a kT ``sequence`` as (rapidity, phi, valid), each
+    of shape (M, n). A jet with fewer than n constituents has fewer axes; the missing ones are
+    marked invalid."""
     with warnings.catch_warnings():
         # fastjet warns about exclusive jets for every algorithm, kT included.
         warnings.filterwarnings("ignore", message="dcut and exclusive jets")
@@ -104,20 +106,20 @@ def nsubjettiness(
     taus = np.zeros((m, n_max))
     if m == 0 or len(pt) == 0:
         return taus
+    sequence = _kt_sequence(pt, eta, phi, counts)
     jet_of = np.repeat(np.arange(m), counts)
     norm = np.bincount(jet_of, weights=pt, minlength=m) * radius
+    safe_norm = np.where(norm > 0, norm, 1.0)
     for n in range(1, n_max + 1):
-        ax_y, ax_phi, valid = exclusive_kt_axes(pt, eta, phi, counts, n)
+        ax_y, ax_phi, valid = exclusive_kt_axes(sequence, n)
         # Distance of every constituent to each of its own jet's axes; invalid axes are far away.
         dy = eta[:, None] - ax_y[jet_of]
         dphi = delta_phi(phi[:, None], ax_phi[jet_of])
-        dist = np.sqrt(dy**2 + dphi**2)
-        dist = np.where(valid[jet_of], dist, np.inf)
+        dist = np.where(valid[jet_of], np.sqrt(dy**2 + dphi**2), np.inf)
         nearest = dist.min(axis=1)
         nearest = np.where(np.isfinite(nearest), nearest, 0.0)
         total = np.bincount(jet_of, weights=pt * nearest, minlength=m)
-        enough = counts > n
-        taus[:, n - 1] = np.where(enough & (norm > 0), total / np.where(norm > 0, norm, 1.0), 0.0)
+        taus[:, n - 1] = np.where((counts > n) & (norm > 0), total / safe_norm, 0.0)
     return taus
 
 

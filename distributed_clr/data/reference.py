@@ -37,7 +37,9 @@ def _tau(constituents: npt.NDArray[np.float64], radius: float, fastjet: Any) -> 
         fastjet.PseudoJet(p * np.cos(f), p * np.sin(f), p * np.sinh(e), p * np.cosh(e))
         for p, e, f in zip(pt, eta, phi, strict=True)
     ]
-    sequence = fastjet.ClusterSequence(pseudojets, fastjet.JetDefinition(fastjet.kt_algorithm, 1000.0))
+    sequence = fastjet.ClusterSequence(
+        pseudojets, fastjet.JetDefinition(fastjet.kt_algorithm, 1000.0)
+    )
     norm = pt.sum() * radius
     taus = []
     for n in range(1, MAX_SUBJETS + 1):
@@ -47,7 +49,9 @@ def _tau(constituents: npt.NDArray[np.float64], radius: float, fastjet: Any) -> 
         axes = sequence.exclusive_jets(n)
         ax_y = np.array([rapidity(np.array(a.pz()), np.array(a.E())) for a in axes])
         ax_phi = np.array([np.arctan2(a.py(), a.px()) for a in axes])
-        dist = np.sqrt((eta[:, None] - ax_y[None, :]) ** 2 + delta_phi(phi[:, None], ax_phi[None, :]) ** 2)
+        dist = np.sqrt(
+            (eta[:, None] - ax_y[None, :]) ** 2 + delta_phi(phi[:, None], ax_phi[None, :]) ** 2
+        )
         taus.append(float((pt * dist.min(axis=1)).sum() / norm))
     return taus
 
@@ -83,7 +87,9 @@ def reference_dijets(particles: Particles, config: PrepareConfig) -> list[Refere
             constituents.append(members[np.argsort(-members[:, 0], kind="stable")])
         four = np.array([[j.px(), j.py(), j.pz(), j.E()] for j in two])
         total = four.sum(axis=0)
-        mjj = float(np.sqrt(max(total[3] ** 2 - total[0] ** 2 - total[1] ** 2 - total[2] ** 2, 0.0)))
+        mjj = float(
+            np.sqrt(max(total[3] ** 2 - total[0] ** 2 - total[1] ** 2 - total[2] ** 2, 0.0))
+        )
         taus = np.array([_tau(c, config.jet_radius, fastjet) for c in constituents])
         selected.append(ReferenceDijet(row, four, constituents, taus, mjj))
     return selected
