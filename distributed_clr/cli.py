@@ -20,7 +20,7 @@ from distributed_clr.config import PRESETS, ConfigError, RunConfig, resolve_conf
 from distributed_clr.config.schema import Section
 from distributed_clr.data.pythia import GenerationError
 from distributed_clr.data.schema import SchemaError
-from distributed_clr.data.storage import DatasetError
+from distributed_clr.data.storage import DatasetError, set_command
 
 log = logging.getLogger("distributed_clr")
 
@@ -298,6 +298,7 @@ def setup_logging(verbose: int, quiet: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_command(["dclr", *(sys.argv[1:] if argv is None else argv)])
     setup_logging(args.verbose, args.quiet)
     handler: Handler = args.handler
     try:

@@ -163,6 +163,14 @@ def generate(config: GenerateConfig, out: Path, ray_config: RayConfig) -> Manife
                 manifest.shards.append(record)
                 manifest.write(out)
                 bar.update(record.rows)
+                log.info(
+                    "%s: shard %d done (%d of %d shards, %d events)",
+                    out,
+                    index,
+                    len(manifest.shards),
+                    config.shards,
+                    manifest.rows,
+                )
 
     manifest.summary = _summary(config, manifest.shards)
     manifest.complete = True

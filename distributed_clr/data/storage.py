@@ -37,6 +37,19 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
 
+_command: list[str] | None = None
+
+
+def set_command(argv: list[str]) -> None:
+    """Record the command line that manifests name as their producer (the CLI calls this)."""
+    global _command
+    _command = list(argv)
+
+
+def current_command() -> str:
+    return shlex.join(_command if _command is not None else ["dclr", *sys.argv[1:]])
+
+
 class DatasetError(RuntimeError):
     """A dataset directory that is missing, incomplete, corrupted or made by another config."""
 
@@ -122,7 +135,7 @@ class Manifest:
     shards: list[ShardRecord] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     """Dataset-level results: cross-section, trigger efficiency, cut flow, ..."""
-    command: str = field(default_factory=lambda: shlex.join(["dclr", *sys.argv[1:]]))
+    command: str = field(default_factory=current_command)
     complete: bool = False
     schema_version: int = SCHEMA_VERSION
     created: str = field(
