@@ -1,0 +1,40 @@
+"""An MLP encoder on the flattened constituents (or physics objects) of an event."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from distributed_clr.config.schema import ModelConfig
+
+
+class MLPEncoder(nn.Module):
+    """features (B, 2, N, F) and mask (B, 2, N) -> (B, latent_dim).
+
+    Padding is zeroed before flattening, so the output depends only on real entries; the input
+    order is part of the representation (objects have fixed slots), unlike the transformer.
+    """
+
+    def __init__(self, config: ModelConfig, in_features: int, slots: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        size = slots * in_features
+        for hidden in config.mlp_hidden:
+            layers += [nn.Linear(size, hidden), nn.GELU(), nn.Dropout(config.dropout)]
+            size = hidden
+        layers.append(nn.Linear(size, config.latent_dim))
+        self.net = nn.Sequential(*layers)
+        self.slots = slots
+
+    def forward(
+        self, features: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        del weights  # the MLP has no pooling
+        b = features.shape[0]
+        flat = (features * mask.unsqueeze(-1).to(features.dtype)).reshape(b, -1)
+        if flat.shape[1] != self.slots * features.shape[-1]:
+            raise ValueError(
+                f"MLP encoder built for {self.slots} slots, got {features.shape[1:3].numel()}"
+            )
+        out: torch.Tensor = self.net(flat)
+        return out

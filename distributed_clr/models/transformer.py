@@ -1,0 +1,123 @@
+"""The masked transformer encoder over the constituents of both jets.
+
+Each constituent is embedded from its (normalised) features plus a learned jet-identity
+embedding (jet 1 or jet 2); there are no positional encodings, so the encoder is invariant to
+the order of constituents, and padding is masked out of attention and pooling, so extra zero
+padding changes nothing.
+
+**IR safety.** With ``pt_weighted`` pooling the event representation is sum_i w_i h_i, with
+w_i = pT_i / sum_j pT_j. A soft particle's own term vanishes with its weight, but through
+attention it could still move every other h_j. So, by default, attention is pT-weighted too:
+log(w_j) is added to the logit of key j, which makes the attention weights proportional to
+w_j exp(q.k_j). A particle of vanishing pT then has vanishing influence everywhere, and the
+output is continuous in the soft limit (a zero-pT particle is exactly padding).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distributed_clr.config.schema import ModelConfig
+
+NUM_JETS = 2
+
+
+class _Block(nn.Module):
+    """Pre-norm self-attention + feed-forward, attention through scaled_dot_product_attention."""
+
+    def __init__(self, width: int, heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width)
+        self.ff = nn.Sequential(
+            nn.Linear(width, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, width)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.attn_dropout = dropout
+
+    def forward(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """h (B, S, W); bias (B, 1, 1, S) additive attention bias (-inf for masked keys)."""
+        b, s, w = h.shape
+        q, k, v = self.qkv(self.norm1(h)).view(b, s, 3, self.heads, w // self.heads).unbind(2)
+        attended = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            attn_mask=bias,
+            dropout_p=self.attn_dropout if self.training else 0.0,
+        )
+        h = h + self.dropout(self.proj(attended.transpose(1, 2).reshape(b, s, w)))
+        out: torch.Tensor = h + self.dropout(self.ff(self.norm2(h)))
+        return out
+
+
+class TransformerEncoder(nn.Module):
+    """Constituents of two jets -> one event representation.
+
+    ``forward(features, mask, weights)``: features (B, 2, N, F), mask (B, 2, N) bool (True for
+    real constituents), weights (B, 2, N) non-negative pooling weights (pT; normalised here per
+    event). Returns (B, latent_dim).
+    """
+
+    def __init__(self, config: ModelConfig, in_features: int, ir_safe_attention: bool = True):
+        super().__init__()
+        width = config.width or config.latent_dim
+        self.pooling = config.pooling
+        self.ir_safe = ir_safe_attention and config.pooling == "pt_weighted"
+        self.embed = nn.Sequential(
+            nn.Linear(in_features, width), nn.GELU(), nn.Linear(width, width)
+        )
+        self.jet_embedding = nn.Embedding(NUM_JETS, width)
+        self.cls = nn.Parameter(torch.zeros(1, 1, width)) if config.pooling == "cls" else None
+        ff_dim = config.ff_dim or 2 * width
+        self.blocks = nn.ModuleList(
+            _Block(width, config.heads, ff_dim, config.dropout) for _ in range(config.depth)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.out = (
+            nn.Identity() if width == config.latent_dim else nn.Linear(width, config.latent_dim)
+        )
+
+    def forward(
+        self, features: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        b, jets, n, f = features.shape
+        if jets != NUM_JETS:
+            raise ValueError(
+                f"expected features of shape (B, 2, N, F), got {tuple(features.shape)}"
+            )
+        jet_index = torch.arange(NUM_JETS, device=features.device).repeat_interleave(n)
+        h = self.embed(features.reshape(b, jets * n, f)) + self.jet_embedding(jet_index)
+        mask = mask.reshape(b, jets * n)
+        w = torch.where(mask, weights.reshape(b, jets * n).clamp_min(0), 0.0)
+        w = w / w.sum(dim=1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
+
+        if self.ir_safe:
+            bias = torch.where(mask, torch.log(w.clamp_min(torch.finfo(w.dtype).tiny)), -torch.inf)
+        else:
+            bias = torch.where(mask, 0.0, -torch.inf)
+        if self.cls is not None:
+            h = torch.cat([self.cls.expand(b, -1, -1).to(h.dtype), h], dim=1)
+            bias = torch.cat([bias.new_zeros(b, 1), bias], dim=1)
+        # An event with no constituent at all would make softmax 0/0: let it attend uniformly
+        # (its pooled output is zero for pt-weighted and mean pooling anyway).
+        bias = torch.where(torch.isfinite(bias).any(dim=1, keepdim=True), bias, 0.0)
+        attn_bias = bias[:, None, None, :].to(h.dtype)
+        for block in self.blocks:
+            h = block(h, attn_bias)
+        h = self.norm(h)
+
+        if self.cls is not None:
+            pooled = h[:, 0]
+        elif self.pooling == "mean":
+            m = mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+        else:
+            pooled = (h * w.unsqueeze(-1).to(h.dtype)).sum(1)
+        out: torch.Tensor = self.out(pooled)
+        return out

@@ -1,0 +1,120 @@
+"""Encoders: permutation and padding invariance, IR safety, representation choice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from distributed_clr.config import ModelConfig
+from distributed_clr.models import ContrastiveModel, MLPEncoder, TransformerEncoder
+
+
+def _event(b: int = 4, n: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x (B, 2, N, 3) as (pT, eta, phi), mask): jets with 5..N real constituents, hardest first."""
+    g = torch.Generator().manual_seed(seed)
+    pt = torch.rand(b, 2, n, generator=g) * 100 + 1
+    pt, _ = pt.sort(dim=-1, descending=True)
+    counts = torch.randint(5, n + 1, (b, 2), generator=g)
+    mask = torch.arange(n).expand(b, 2, n) < counts.unsqueeze(-1)
+    x = torch.stack([pt, torch.randn(b, 2, n, generator=g), torch.randn(b, 2, n, generator=g)], -1)
+    return x * mask.unsqueeze(-1), mask
+
+
+def _features(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.stack([torch.log1p(x[..., 0]), x[..., 1], x[..., 2]], -1) * mask.unsqueeze(-1)
+
+
+def _transformer(pooling: str = "pt_weighted") -> TransformerEncoder:
+    torch.manual_seed(0)
+    config = ModelConfig(latent_dim=16, heads=4, depth=2, dropout=0.0, pooling=pooling)
+    return TransformerEncoder(config, in_features=3).eval()
+
+
+@pytest.mark.parametrize("pooling", ["pt_weighted", "mean", "cls"])
+def test_transformer_is_permutation_invariant(pooling: str) -> None:
+    encoder = _transformer(pooling)
+    x, mask = _event()
+    perm = torch.randperm(x.shape[2], generator=torch.Generator().manual_seed(1))
+    xp, mp = x[:, :, perm], mask[:, :, perm]
+    a = encoder(_features(x, mask), mask, x[..., 0])
+    b = encoder(_features(xp, mp), mp, xp[..., 0])
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["pt_weighted", "mean", "cls"])
+def test_transformer_ignores_extra_padding(pooling: str) -> None:
+    encoder = _transformer(pooling)
+    x, mask = _event()
+    pad = torch.zeros(x.shape[0], 2, 7, 3)
+    xp = torch.cat([x, pad], dim=2)
+    mp = torch.cat([mask, torch.zeros(x.shape[0], 2, 7, dtype=torch.bool)], dim=2)
+    a = encoder(_features(x, mask), mask, x[..., 0])
+    b = encoder(_features(xp, mp), mp, xp[..., 0])
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_pt_weighted_pooling_is_ir_safe() -> None:
+    encoder = _transformer("pt_weighted")
+    x, mask = _event(b=1, n=10)
+    mask[0, :, -1] = False  # a free slot in each jet
+    x = x * mask.unsqueeze(-1)
+    base = encoder(_features(x, mask), mask, x[..., 0])
+
+    def with_extra(pt: float) -> torch.Tensor:
+        xs, ms = x.clone(), mask.clone()
+        xs[0, 0, -1] = torch.tensor([pt, 0.3, -0.2])
+        ms[0, 0, -1] = pt > 0
+        return encoder(_features(xs, ms), ms, xs[..., 0])
+
+    torch.testing.assert_close(with_extra(0.0), base, rtol=0, atol=0)  # zero pT is padding
+    soft = (with_extra(1e-4) - base).abs().max()
+    softer = (with_extra(1e-7) - base).abs().max()
+    hard = (with_extra(50.0) - base).abs().max()
+    assert soft < 1e-3 * hard
+    assert softer < soft  # the change vanishes in the soft limit
+
+
+def test_plain_attention_is_not_ir_safe() -> None:
+    """The reason for pT-weighted attention: without it a soft particle moves the output."""
+    torch.manual_seed(0)
+    config = ModelConfig(latent_dim=16, heads=4, depth=2, dropout=0.0, pooling="pt_weighted")
+    encoder = TransformerEncoder(config, in_features=3, ir_safe_attention=False).eval()
+    x, mask = _event(b=1, n=10)
+    mask[0, :, -1] = False
+    x = x * mask.unsqueeze(-1)
+    xs, ms = x.clone(), mask.clone()
+    xs[0, 0, -1] = torch.tensor([1e-7, 0.3, -0.2])
+    ms[0, 0, -1] = True
+    delta = encoder(_features(xs, ms), ms, xs[..., 0]) - encoder(
+        _features(x, mask), mask, x[..., 0]
+    )
+    assert delta.abs().max() > 1e-4
+
+
+def test_mlp_encoder_zeroes_padding_and_checks_size() -> None:
+    config = ModelConfig(name="mlp", latent_dim=8, mlp_hidden=[32], dropout=0.0)
+    encoder = MLPEncoder(config, in_features=3, slots=20).eval()
+    x, mask = _event(n=10)
+    garbage = x + 5.0 * (~mask).unsqueeze(-1)  # junk in padded slots must not matter
+    torch.testing.assert_close(encoder(x, mask), encoder(garbage, mask))
+    with pytest.raises(ValueError, match="20 slots"):
+        encoder(x[:, :, :5], mask[:, :, :5])
+
+
+class _LogFeatures:
+    num_features = 3
+
+    def __call__(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return _features(x, mask)
+
+
+@pytest.mark.parametrize(("representation", "dim"), [("encoder", 16), ("head1", 24), ("head", 16)])
+def test_representation_choice(representation: str, dim: int) -> None:
+    config = ModelConfig(latent_dim=16, head_dim=24, heads=4, representation=representation)
+    model = ContrastiveModel(config, _LogFeatures(), constituents_per_jet=10).eval()
+    x, mask = _event()
+    assert model.represent(x, mask).shape == (4, dim)
+    assert model(x, mask).shape == (4, 16)
+    loss = model(x, mask).pow(2).mean()
+    loss.backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
