@@ -51,8 +51,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
-        sizes = _gather_sizes(tensor.shape[0], tensor.device)
+    def forward(ctx: Any, tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         largest = max(sizes)
         padded = tensor
         if tensor.shape[0] < largest:  # all_gather needs equal shapes: pad, gather, unpad
@@ -66,10 +65,11 @@ class _AllGatherWithGrad(torch.autograd.Function):
         return torch.cat([buf[:n] for buf, n in zip(buffers, sizes, strict=True)], dim=0)
 
     @staticmethod
-    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> torch.Tensor:
-        grad = grad_outputs[0].contiguous()
+    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor, None]:
+        # A copy: the incoming gradient buffer belongs to autograd and may be shared.
+        grad = grad_outputs[0].contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.offset : ctx.offset + ctx.size]
+        return grad[ctx.offset : ctx.offset + ctx.size], None
 
 
 def _gather_sizes(size: int, device: torch.device) -> list[int]:
@@ -79,16 +79,24 @@ def _gather_sizes(size: int, device: torch.device) -> list[int]:
     return [int(s.item()) for s in sizes]
 
 
-def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Gather ``tensor`` (N_r, ...) from every rank into (sum_r N_r, ...), in rank order.
+def gather_with_offset(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Gather ``tensor`` (N_r, ...) from every rank into (sum_r N_r, ...), in rank order, and
+    the offset of this rank's rows in it.
 
     Ranks may hold different N_r. Gradients flow back to every rank's input (see
-    ``_AllGatherWithGrad``). Without a process group this returns ``tensor`` itself.
+    ``_AllGatherWithGrad``); every rank must call this (and its backward) the same number of
+    times. Without a process group this returns ``(tensor, 0)``.
     """
     if not is_distributed():
-        return tensor
-    gathered = _AllGatherWithGrad.apply(tensor)  # type: ignore[no-untyped-call]
-    return typing.cast(torch.Tensor, gathered)
+        return tensor, 0
+    sizes = _gather_sizes(tensor.shape[0], tensor.device)
+    gathered = _AllGatherWithGrad.apply(tensor, sizes)  # type: ignore[no-untyped-call]
+    return typing.cast(torch.Tensor, gathered), sum(sizes[: dist.get_rank()])
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """``gather_with_offset`` without the offset."""
+    return gather_with_offset(tensor)[0]
 
 
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
