@@ -85,9 +85,9 @@ def main() -> None:
                 out.float().square().mean().backward()
 
             results[name] = events_per_second(step, b, args.seconds, device)
-            print(f"  {str(dtype):15s} {name:22s} {results[name]:10.0f} events/s (fwd+bwd)")
+            print(f"  {dtype!s:15s} {name:22s} {results[name]:10.0f} events/s (fwd+bwd)")
         ratio = results["distributed_clr"] / results["nn.TransformerEncoder"]
-        print(f"  {str(dtype):15s} ratio ours / reference: {ratio:.2f}")
+        print(f"  {dtype!s:15s} ratio ours / reference: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -118,3 +118,20 @@ def test_representation_choice(representation: str, dim: int) -> None:
     loss = model(x, mask).pow(2).mean()
     loss.backward()
     assert all(p.grad is not None for p in model.encoder.parameters())
+
+
+def test_model_with_the_package_normalizer_and_augmented_views() -> None:
+    """The pieces of one training step fit together: views -> normalise -> encode -> loss."""
+    from distributed_clr.augment import make_views
+    from distributed_clr.augment.normalize import Normalizer
+    from distributed_clr.config import AugmentConfig
+    from distributed_clr.losses import NTXentLoss
+
+    config = ModelConfig(latent_dim=16, heads=4, dropout=0.0)
+    model = ContrastiveModel(config, Normalizer(), constituents_per_jet=10)
+    x, mask = _event(b=8, n=10)
+    (x1, m1), (x2, m2) = make_views(x, mask, AugmentConfig(), torch.Generator().manual_seed(0))
+    loss = NTXentLoss(temperature=0.2)(model(x1, m1), model(x2, m2))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -1,0 +1,96 @@
+"""Encoder input features from (x, mask), normalised with FIXED constants.
+
+No statistic is ever taken over a batch: every feature of an event depends on that event alone,
+so training, evaluation, any batch size and any sharding give the same inputs. The constants
+were chosen from the dijet selection of ``PrepareConfig`` (anti-kT R = 0.8 jets with
+800 < pT < 3000 GeV, |eta| < 3, constituents from ~0.5 GeV up to ~1 TeV) so that every feature
+lies roughly within [-2, 2]:
+
+==================  ===========================================  ========  =======
+feature             definition                                   shift     scale
+==================  ===========================================  ========  =======
+``log_pt``          log(pT / GeV)                                1.5       2.0
+``log_pt_frac``     log(pT / pT_jet)                             -4.0      2.0
+``d_eta``           eta - eta_axis                               0         0.8 (R)
+``d_phi``           wrap(phi - phi_axis)                         0         0.8 (R)
+``log_jet_pt``      log(pT_jet / GeV), the jet's own             7.0       0.5
+``jet_eta``         eta_axis, the jet's own                      0         1.5
+==================  ===========================================  ========  =======
+
+Each feature is (value - shift) / scale. pT_jet is the transverse momentum of the jet's
+four-momentum (vector sum of its massless constituents); the axis is the pT-weighted (eta, phi)
+centroid of ``geometry.jet_frame``. The jet's absolute phi is left out: it carries no physics
+(the event-wide phi shift makes it arbitrary). Padding slots get all-zero features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from distributed_clr.augment.geometry import jet_frame, to_planes
+
+FEATURE_NAMES = ("log_pt", "log_pt_frac", "d_eta", "d_phi", "log_jet_pt", "jet_eta")
+NUM_FEATURES = len(FEATURE_NAMES)
+
+_TINY_PT = 1e-12  # [GeV] guards log(0) for padding (whose features are zeroed anyway)
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Fixed-constant feature map: ``Normalizer()(x, mask)`` -> (B, 2, N, NUM_FEATURES).
+
+    The defaults are the documented project constants (module docstring); they are fields only
+    so that a study can change them explicitly, never fitted to data.
+    """
+
+    log_pt_shift: float = 1.5
+    log_pt_scale: float = 2.0
+    log_pt_frac_shift: float = -4.0
+    log_pt_frac_scale: float = 2.0
+    delta_scale: float = 0.8
+    log_jet_pt_shift: float = 7.0
+    log_jet_pt_scale: float = 0.5
+    jet_eta_scale: float = 1.5
+
+    @property
+    def num_features(self) -> int:
+        """Features per constituent (the encoder's input size)."""
+        return NUM_FEATURES
+
+    def __call__(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Features (B, 2, N, 6) float in ``FEATURE_NAMES`` order; zero at padding.
+
+        Args:
+            x: (B, 2, N, 3) (pT [GeV], eta, phi [rad]); padding zero.
+            mask: (B, 2, N) bool, True for real constituents.
+        """
+        pt, eta, phi, _, _ = to_planes(x, mask)
+        jet_px = (pt * torch.cos(phi)).sum(dim=-1, keepdim=True)
+        jet_py = (pt * torch.sin(phi)).sum(dim=-1, keepdim=True)
+        log_jet_pt = torch.log(torch.hypot(jet_px, jet_py).clamp_min(_TINY_PT))  # (B, 2, 1)
+        eta_axis, _, d_eta, d_phi = jet_frame(pt, eta, phi)
+        log_pt = torch.log(pt.clamp_min(_TINY_PT))
+
+        features = torch.stack(
+            (
+                (log_pt - self.log_pt_shift) / self.log_pt_scale,
+                (log_pt - log_jet_pt - self.log_pt_frac_shift) / self.log_pt_frac_scale,
+                d_eta / self.delta_scale,
+                d_phi / self.delta_scale,
+                ((log_jet_pt - self.log_jet_pt_shift) / self.log_jet_pt_scale).expand_as(pt),
+                (eta_axis / self.jet_eta_scale).expand_as(pt),
+            ),
+            dim=-1,
+        )
+        return torch.where(mask.unsqueeze(-1), features, 0.0)
+
+
+DEFAULT_NORMALIZER = Normalizer()
+
+
+def normalize(x: Tensor, mask: Tensor, normalizer: Normalizer = DEFAULT_NORMALIZER) -> Tensor:
+    """Encoder features (B, 2, N, NUM_FEATURES) of (x, mask) with the fixed project constants."""
+    return normalizer(x, mask)
