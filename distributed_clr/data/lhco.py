@@ -258,10 +258,7 @@ def import_lhco(
 def _table(
     parts: list[tuple[Particles, npt.NDArray[np.int64], npt.NDArray[np.int8]]], process: str
 ) -> pa.Table:
-    tables = []
-    for particles, ids, labels in parts:
-        table = to_arrow(particles, ids, 0, process)
-        tables.append(table.set_column(1, "label", pa.array(labels, pa.int8())))
+    tables = [to_arrow(particles, ids, labels, process) for particles, ids, labels in parts]
     return pa.concat_tables(tables).combine_chunks()
 
 

@@ -80,10 +80,6 @@ def column_to_numpy(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any]:
     return np.asarray(array.to_numpy(zero_copy_only=False))
 
 
-def table_to_numpy(table: pa.Table) -> dict[str, npt.NDArray[Any]]:
-    return {name: column_to_numpy(table.column(name)) for name in table.column_names}
-
-
 def constituents(
     batch: Mapping[str, npt.NDArray[Any]] | pa.Table, device: torch.device | str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -126,7 +126,3 @@ def nsubjettiness(
 def ratio(num: FloatArray, den: FloatArray) -> FloatArray:
     """num / den, 0 where den is 0."""
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-
-
-def as_float(values: Any) -> FloatArray:
-    return np.asarray(values, dtype=np.float64)

@@ -45,6 +45,31 @@ class Particles:
         counts = np.bincount(event[keep], minlength=len(self.counts)).astype(np.int64)
         return Particles(self.pt[keep], self.eta[keep], self.phi[keep], counts)
 
+    def take_events(self, keep: npt.NDArray[np.bool_]) -> Particles:
+        """The events where ``keep`` (one flag per event) is True, with all their particles."""
+        per_particle = np.repeat(keep, self.counts)
+        return Particles(
+            self.pt[per_particle], self.eta[per_particle], self.phi[per_particle], self.counts[keep]
+        )
+
+    def head(self, n: int) -> Particles:
+        """The first ``n`` events."""
+        end = int(self.counts[:n].sum())
+        return Particles(self.pt[:end], self.eta[:end], self.phi[:end], self.counts[:n])
+
+    @classmethod
+    def concat(cls, parts: list[Particles]) -> Particles:
+        """The events of ``parts`` one after another."""
+        if not parts:
+            empty = np.zeros(0)
+            return cls(empty, empty, empty, np.zeros(0, dtype=np.int64))
+        return cls(
+            np.concatenate([p.pt for p in parts]),
+            np.concatenate([p.eta for p in parts]),
+            np.concatenate([p.phi for p in parts]),
+            np.concatenate([p.counts for p in parts]),
+        )
+
 
 def wrap_phi(phi: FloatArray) -> FloatArray:
     """Map angles into (-pi, pi]."""
@@ -53,7 +78,10 @@ def wrap_phi(phi: FloatArray) -> FloatArray:
 
 
 def to_arrow(
-    particles: Particles, ids: np.ndarray[Any, np.dtype[np.int64]], label: int, process: str
+    particles: Particles,
+    ids: np.ndarray[Any, np.dtype[np.int64]],
+    label: int | npt.NDArray[np.int8],
+    process: str,
 ) -> pa.Table:
     """A raw-event table (``RAW_SCHEMA``) from flat particle arrays (stored as float32)."""
     offsets = pa.array(particles.offsets.astype(np.int32))
@@ -65,7 +93,7 @@ def to_arrow(
     return pa.table(
         {
             "event_id": pa.array(ids, pa.int64()),
-            "label": pa.array(np.full(n, label, dtype=np.int8)),
+            "label": pa.array(np.broadcast_to(np.asarray(label, dtype=np.int8), (n,))),
             "process": pa.array([process] * n, pa.string()),
             "pt": column(particles.pt),
             "eta": column(particles.eta),

@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _Input:
     dataset: str
-    directory: Path
     path: Path
     rows: int
     index: int  # position of the dataset among the inputs, for output names
@@ -70,7 +69,7 @@ def _inputs(raw_dirs: list[Path]) -> list[_Input]:
             except (OSError, pa.ArrowException) as err:
                 raise DatasetError(f"{path}: not a readable Parquet file ({err})") from err
             check_schema(schema, RAW_SCHEMA, path)
-            found.append(_Input(dataset, directory, path.resolve(), shard.rows, index))
+            found.append(_Input(dataset, path.resolve(), shard.rows, index))
     return found
 
 

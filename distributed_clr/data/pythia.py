@@ -142,23 +142,6 @@ class ShardResult:
         }
 
 
-def _concat(parts: list[Particles]) -> Particles:
-    if not parts:
-        empty = np.zeros(0)
-        return Particles(empty, empty, empty, np.zeros(0, dtype=np.int64))
-    return Particles(
-        np.concatenate([p.pt for p in parts]),
-        np.concatenate([p.eta for p in parts]),
-        np.concatenate([p.phi for p in parts]),
-        np.concatenate([p.counts for p in parts]),
-    )
-
-
-def _first_events(p: Particles, n: int) -> Particles:
-    end = int(p.counts[:n].sum())
-    return Particles(p.pt[:end], p.eta[:end], p.phi[:end], p.counts[:n])
-
-
 def derive_pythia_seed(seed_sequence: np.random.SeedSequence) -> int:
     """A Pythia seed in [1, 900000000] drawn from ``seed_sequence``."""
     return int(seed_sequence.generate_state(1, dtype=np.uint64)[0] % PYTHIA_SEED_MAX) + 1
@@ -197,7 +180,7 @@ def generate_events(
         events = apply_detector(_final_state(batch), config.detector, rng)
         if config.trigger:
             passed = leading_jet_pt(events, config.trigger_radius) > config.trigger_pt
-            events = _select_events(events, passed)
+            events = events.take_events(passed)
         kept.append(events)
         have += len(events.counts)
         if generated > 200 and have == 0 and generated > 50 * config.chunk_events:
@@ -209,15 +192,10 @@ def generate_events(
     info = pythia.infoPython()
     return ShardResult(
         pythia_seed=pythia_seed,
-        particles=_first_events(_concat(kept), n_events),
+        particles=Particles.concat(kept).head(n_events),
         generated=generated,
         failed=failed,
         passed_trigger=have,
         sigma_mb=float(info.sigmaGen()),
         sigma_err_mb=float(info.sigmaErr()),
     )
-
-
-def _select_events(p: Particles, keep: np.ndarray[Any, np.dtype[np.bool_]]) -> Particles:
-    per_particle = np.repeat(keep, p.counts)
-    return Particles(p.pt[per_particle], p.eta[per_particle], p.phi[per_particle], p.counts[keep])

@@ -19,8 +19,6 @@ import hashlib
 import numpy as np
 import numpy.typing as npt
 
-from distributed_clr.data.schema import SPLITS
-
 U64 = npt.NDArray[np.uint64]
 
 
@@ -53,7 +51,3 @@ def assign_splits(
     split = np.where(u < train_fraction, 0, np.where(u < train_fraction + val_fraction, 1, 2))
     fold = (splitmix64(h) % np.uint64(num_folds)).astype(np.int8)
     return split.astype(np.int8), fold
-
-
-def split_names(index: npt.NDArray[np.int8]) -> list[str]:
-    return np.asarray(SPLITS, dtype=object)[index].tolist()  # type: ignore[no-any-return]
