@@ -21,6 +21,7 @@ from distributed_clr.config.schema import Section
 from distributed_clr.data.pythia import GenerationError
 from distributed_clr.data.schema import SchemaError
 from distributed_clr.data.storage import DatasetError, set_command
+from distributed_clr.train.driver import PretrainError
 
 log = logging.getLogger("distributed_clr")
 
@@ -163,15 +164,63 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scaling_flags(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    extra: list[tuple[str, Any]] = []
+    if getattr(args, "workers", None) is not None:
+        extra.append(("ray.num_workers", args.workers))
+    if getattr(args, "gpu", False):
+        extra.append(("ray.use_gpu", True))
+    return extra
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from distributed_clr.train import pretrain
+
+    config = _config_from(args, _scaling_flags(args))
+    result = pretrain(config, args.data, args.run_name)
+    best = next((h for h in result.history if int(h["epoch"]) == result.best_epoch), {})
+    probe = best.get("val_probe_auc", float("nan"))
+    sys.stdout.write(
+        f"run {result.run_name}: {result.epochs} epochs"
+        f"{' (stopped early)' if result.stopped_early else ''}; best epoch {result.best_epoch}: "
+        f"val loss {result.best_val_loss:.4f}, probe AUC {probe:.3f}\n"
+        f"  best checkpoint: {result.best_checkpoint}\n"
+    )
+    if result.mlflow_run_id:
+        sys.stdout.write(
+            f"  MLflow run {result.mlflow_run_id} at {result.tracking_uri}\n"
+            f"  browse: mlflow ui --backend-store-uri {result.tracking_uri}\n"
+        )
+    return 0
+
+
+def _checkpoint_from(args: argparse.Namespace, config: RunConfig) -> Path:
+    """The checkpoint directory named by --checkpoint, or the one logged to MLflow run --run."""
+    if args.checkpoint is not None:
+        return Path(args.checkpoint)
+    from distributed_clr import tracking
+
+    return tracking.download_checkpoint(tracking.tracking_uri(config.tracking), args.run)
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from distributed_clr.evaluate.embed import embed
+
+    config = _config_from(args, _scaling_flags(args))
+    checkpoint = _checkpoint_from(args, config)
+    manifest = embed(checkpoint, args.data, args.out, config.ray, splits=args.split or None)
+    splits = ", ".join(f"{k} {v}" for k, v in manifest.summary["splits"].items())
+    sys.stdout.write(
+        f"{args.out}: {manifest.rows} embeddings (D = {manifest.summary['dim']}) in "
+        f"{len(manifest.shards)} shards; {splits}\n"
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from distributed_clr.demo import run_demo
 
-    extra: list[tuple[str, Any]] = []
-    if args.workers is not None:
-        extra.append(("ray.num_workers", args.workers))
-    if args.gpu:
-        extra.append(("ray.use_gpu", True))
-    config = _config_from(args, extra)
+    config = _config_from(args, _scaling_flags(args))
     result = run_demo(config, args.out, scale=args.scale)
     sys.stdout.write(f"\ndemo finished; everything is under {result.directory}/\n\n")
     width = max(len(k) for k in [*result.facts, *result.timings])
@@ -264,6 +313,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(prep)
     prep.set_defaults(handler=_cmd_prepare)
 
+    pre = commands.add_parser(
+        "pretrain",
+        help="contrastive pretraining on Ray Train (DDP), tracked in MLflow",
+        description="Train the encoder on a prepared dataset with a Ray Train TorchTrainer. "
+        "Rerunning with the same --run-name continues the run from its latest checkpoint; "
+        "worker failures restart from the last checkpoint (train.max_failures).",
+    )
+    pre.add_argument("--data", type=Path, required=True, help="prepared dijet dataset")
+    pre.add_argument("--run-name", help="name of the run (Ray storage and MLflow); default: new")
+    pre.add_argument("--workers", type=int, help="training workers (ray.num_workers)")
+    pre.add_argument("--gpu", action="store_true", help="one GPU per worker, nccl (ray.use_gpu)")
+    _add_config_options(pre)
+    pre.set_defaults(handler=_cmd_pretrain)
+
+    emb = commands.add_parser(
+        "embed",
+        help="embed prepared events with a trained encoder (Ray Data batch inference)",
+        description="Write embedding shards (event keys, label, m_jj, embedding) for the "
+        "prepared events, with the model of a checkpoint directory or of an MLflow run.",
+    )
+    source = emb.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="MLflow run id of a pretraining run")
+    source.add_argument("--checkpoint", type=Path, help="checkpoint directory")
+    emb.add_argument("--data", type=Path, required=True, help="prepared dijet dataset")
+    emb.add_argument("--out", type=Path, required=True, help="output embedding dataset directory")
+    emb.add_argument(
+        "--split", action="append", choices=["train", "val", "test"], help="only these splits"
+    )
+    emb.add_argument("--gpu", action="store_true", help="run the model on GPUs (ray.use_gpu)")
+    _add_config_options(emb)
+    emb.set_defaults(handler=_cmd_embed)
+
     demo = commands.add_parser(
         "demo",
         help="run the method end to end on generated data",
@@ -306,7 +387,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         sys.stderr.write(f"dclr: configuration error: {err}\n")
         return EXIT_USAGE
-    except (DatasetError, SchemaError, GenerationError, ValueError, FileNotFoundError) as err:
+    except (
+        DatasetError,
+        SchemaError,
+        GenerationError,
+        PretrainError,
+        ValueError,
+        FileNotFoundError,
+    ) as err:
         sys.stderr.write(f"dclr: error: {err}\n")
         return 1
     except KeyboardInterrupt:

@@ -14,13 +14,13 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """One local Ray session (2 CPUs, like CI) shared by every test that needs Ray."""
+    """One local Ray session (4 logical CPUs on CI's 2 cores: 2 training workers plus Ray Data) shared by every test that needs Ray."""
     import ray
 
     from distributed_clr.config import RayConfig
     from distributed_clr.runtime import init_ray
 
-    init_ray(RayConfig(num_cpus=2))
+    init_ray(RayConfig(num_cpus=4))
     yield
     ray.shutdown()
 

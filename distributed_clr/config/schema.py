@@ -346,11 +346,14 @@ class TrainConfig(Section):
     early_stopping_patience: PositiveInt | None = 20
     """Stop after this many epochs without a better validation loss; None disables."""
     precision: Literal["fp32", "bf16"] = "fp32"
-    """bf16 autocast applies on GPU only; CPU runs stay fp32."""
+    """bf16 autocast applies on GPU only; CPU runs stay fp32 (CPU bf16 is slower)."""
     compile: bool = False
     """Compile the model with torch.compile."""
     seed: Seed = 0
     """Seed of weights, shuffling and augmentations."""
+    probe_events: NonNegInt = 4_000
+    """Labelled validation events for the per-epoch linear-probe AUC (val_probe_auc): half fit
+    a logistic regression on the representation, half score it. 0 disables the probe."""
     keep_checkpoints: PositiveInt = 3
     """Keep the best K checkpoints by validation loss (plus the latest)."""
     max_failures: NonNegInt = 2

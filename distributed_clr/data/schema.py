@@ -75,3 +75,19 @@ def dijet_schema(num_constituents: int) -> pa.Schema:
             pa.field("mjj", pa.float32(), nullable=False),
         ]
     )
+
+
+EMBEDDING_KEYS = ("event_id", "label", "process", "dataset", "split", "fold", "mjj")
+"""Columns an embedding shard carries over from the prepared dijets: (dataset, event_id) is the
+key that joins it back to them."""
+
+
+def embedding_schema(dim: int) -> pa.Schema:
+    """Embeddings: the event's keys, its label and m_jj, and ``embedding`` [D] float32."""
+    base = dijet_schema(1)
+    return pa.schema(
+        [
+            *(base.field(name) for name in EMBEDDING_KEYS),
+            pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
+        ]
+    )

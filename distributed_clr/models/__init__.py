@@ -27,7 +27,8 @@ __all__ = [
 class Features(Protocol):
     """Input normalisation: raw (B, 2, N, 3) (pT, eta, phi) + mask -> (B, 2, N, F) features."""
 
-    num_features: int
+    @property
+    def num_features(self) -> int: ...
 
     def __call__(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor: ...
 

@@ -1,0 +1,49 @@
+"""Figures shared by training and evaluation: built as ``matplotlib.figure.Figure`` objects
+(no pyplot state, safe in threads and Ray workers) and saved atomically as PNG."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+__all__ = ["loss_curve_figure", "save_figure"]
+
+
+def save_figure(figure: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``figure`` to ``path`` (PNG) through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def loss_curve_figure(history: Sequence[Mapping[str, float]]) -> Figure:
+    """Train and validation loss per epoch (left) and the validation linear-probe AUC (right)."""
+    epochs = [int(h["epoch"]) for h in history]
+    figure = Figure(figsize=(10, 4))
+    loss_ax, probe_ax = figure.subplots(1, 2)
+    for key, label in (("train_loss", "train"), ("val_loss", "validation")):
+        values = [h.get(key, math.nan) for h in history]
+        loss_ax.plot(epochs, values, marker="o", label=label)
+    best = min(range(len(history)), key=lambda i: history[i].get("val_loss", math.inf))
+    loss_ax.axvline(epochs[best], color="grey", linestyle=":", label=f"best (epoch {epochs[best]})")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("contrastive loss")
+    loss_ax.legend()
+    probe = [h.get("val_probe_auc", math.nan) for h in history]
+    probe_ax.plot(epochs, probe, marker="o", color="tab:green")
+    probe_ax.set_xlabel("epoch")
+    probe_ax.set_ylabel("linear-probe ROC AUC (validation)")
+    probe_ax.set_ylim(0.4, 1.0)
+    probe_ax.axhline(0.5, color="grey", linestyle=":")
+    figure.tight_layout()
+    return figure

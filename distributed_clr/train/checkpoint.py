@@ -1,0 +1,162 @@
+"""Training checkpoints: everything needed to continue a run exactly, or to use its model.
+
+A checkpoint is a directory:
+
+* ``state.pt`` -- model weights (unwrapped from DDP and ``torch.compile``), optimiser and
+  scheduler state, the last finished epoch, early-stopping bookkeeping, every rank's RNG states
+  (torch, CUDA, Python, the augmentation generator; the package draws only from seeded
+  generators, never numpy's global state), the MLflow run id, and the per-epoch metric history.
+  Loaded with ``weights_only=True``: only tensors and plain containers inside.
+* ``config.yaml`` -- the full run configuration, for people; ``config.json`` for machines.
+* ``metrics.json`` -- the epoch's metrics.
+
+``load_model(path)`` rebuilds the trained model from a checkpoint directory alone.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from distributed_clr.config.load import to_yaml
+from distributed_clr.config.schema import RunConfig
+from distributed_clr.data.storage import atomic_write_bytes
+
+STATE_FILE = "state.pt"
+CONFIG_FILE = "config.json"
+
+__all__ = [
+    "TrainState",
+    "capture_rng",
+    "load_checkpoint",
+    "load_model",
+    "restore_rng",
+    "save_checkpoint",
+    "unwrap",
+]
+
+
+@dataclass
+class TrainState:
+    """Bookkeeping that travels with the weights."""
+
+    epoch: int = -1
+    """Last finished epoch (0-based); -1 before the first."""
+    best_val_loss: float = float("inf")
+    best_epoch: int = -1
+    epochs_since_best: int = 0
+    stopped_early: bool = False
+    mlflow_run_id: str | None = None
+    world_size: int = 1
+    history: list[dict[str, float]] = field(default_factory=list)
+    """One metrics dict per finished epoch (with its ``epoch``)."""
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP and ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            inner = model._orig_mod
+            assert isinstance(inner, nn.Module)
+            model = inner
+        else:
+            return model
+
+
+def capture_rng(generator: torch.Generator | None) -> dict[str, Any]:
+    """This process's random states as tensors and plain containers."""
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": [py_version, list(py_state), py_gauss],
+        "augment": None if generator is None else generator.get_state(),
+    }
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator | None) -> None:
+    """Undo ``capture_rng``: put every stream back where it was."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if generator is not None and state["augment"] is not None:
+        generator.set_state(state["augment"])
+
+
+def save_checkpoint(
+    directory: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: TrainState,
+    config: RunConfig,
+    rng: list[dict[str, Any]],
+) -> Path:
+    """Write a checkpoint into ``directory`` (created); each file lands atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "train_state": asdict(state),
+        "rng": rng,
+    }
+    tmp = directory / f".{STATE_FILE}.tmp"
+    torch.save(payload, tmp)
+    tmp.replace(directory / STATE_FILE)
+    config_json = json.dumps(config.model_dump(mode="json"), indent=1)
+    atomic_write_bytes(directory / CONFIG_FILE, config_json.encode())
+    atomic_write_bytes(directory / "config.yaml", to_yaml(config).encode())
+    last = state.history[-1] if state.history else {}
+    atomic_write_bytes(directory / "metrics.json", json.dumps(last, indent=1).encode())
+    return directory
+
+
+def read_config(directory: str | Path) -> RunConfig:
+    """The run configuration stored in a checkpoint directory."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not a checkpoint: {CONFIG_FILE} is missing")
+    return RunConfig.model_validate(json.loads(path.read_text()))
+
+
+def load_checkpoint(directory: str | Path) -> dict[str, Any]:
+    """The raw payload of ``state.pt`` plus ``config`` (a RunConfig) and ``train_state``."""
+    directory = Path(directory)
+    path = directory / STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not a checkpoint: {STATE_FILE} is missing")
+    payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    payload["config"] = read_config(directory)
+    payload["train_state"] = TrainState(**payload["train_state"])
+    return payload
+
+
+def build_model(config: RunConfig) -> nn.Module:
+    """The untrained model a run configuration describes (one place builds it)."""
+    from distributed_clr.augment.normalize import Normalizer
+    from distributed_clr.models import ContrastiveModel
+
+    return ContrastiveModel(config.model, Normalizer(), config.prepare.num_constituents)
+
+
+def load_model(
+    directory: str | Path, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, RunConfig]:
+    """The trained model of a checkpoint, in eval mode on ``device``, and its configuration."""
+    payload = load_checkpoint(directory)
+    config: RunConfig = payload["config"]
+    model = build_model(config)
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), config
