@@ -21,6 +21,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -275,7 +276,10 @@ def log_model(uri: str, run_id: str, checkpoint_dir: Path) -> None:
 
     model, _ = load_model(checkpoint_dir)
     mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=run_id, log_system_metrics=False):
+    with mlflow.start_run(run_id=run_id, log_system_metrics=False), warnings.catch_warnings():
+        # MLflow inspects forward()'s type hints for a pyfunc signature and warns that tensors
+        # are 'Any'; the model is used through mlflow.pytorch, never as a pyfunc.
+        warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
         mlflow.pytorch.log_model(
             model,
             name="model",

@@ -161,8 +161,22 @@ def pretrain(
     run_name: str | None = None,
     *,
     log_embeddings: bool = True,
+    callbacks: list[Any] | None = None,
+    parent_run_id: str | None = None,
+    kind: str = "pretrain",
 ) -> PretrainResult:
-    """Train the encoder on the prepared dijets in ``data``; see the module docstring."""
+    """Train the encoder on the prepared dijets in ``data``; see the module docstring.
+
+    Args:
+        config: the run configuration (its ``prepare`` section is replaced by the data's).
+        data: a prepared dijet dataset directory.
+        run_name: names the Ray storage directory and the MLflow run; rerunning with the same
+            name continues the run. Default: a new time-stamped name.
+        log_embeddings: embed the val and test splits at the end and log them to MLflow.
+        callbacks: Ray Train ``UserCallback``s (a Tune trial passes ``TuneReportCallback``).
+        parent_run_id: MLflow parent run (a sweep's), making this run its child.
+        kind: the ``dclr.kind`` tag of the MLflow run ('pretrain', or 'trial' in a sweep).
+    """
     from distributed_clr.runtime import init_ray
 
     data = Path(data).resolve()
@@ -193,7 +207,9 @@ def pretrain(
     if config.tracking.enabled:
         from distributed_clr import tracking
 
-        uri, run_id, resumed = tracking.open_run(config, run_name, "pretrain")
+        uri, run_id, resumed = tracking.open_run(
+            config, run_name, kind, parent_run_id=parent_run_id
+        )
         mlflow_client = tracking.client(uri)
         tags = mlflow_client.get_run(run_id).data.tags
         if resumed and tags.get("dclr.complete") == "true":
@@ -207,7 +223,7 @@ def pretrain(
     )
     _check_resources(config)
     try:
-        result = _fit(config, data, run_name, storage, plan, uri, run_id)
+        result = _fit(config, data, run_name, storage, plan, uri, run_id, callbacks)
         if mlflow_client is not None and run_id is not None:
             _log_final(mlflow_client, run_id, result, config, data, log_embeddings)
             mlflow_client.set_tag(run_id, "dclr.complete", "true")
@@ -249,6 +265,7 @@ def _fit(
     plan: EpochPlan,
     uri: str | None,
     run_id: str | None,
+    callbacks: list[Any] | None = None,
 ) -> PretrainResult:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -288,6 +305,7 @@ def _fit(
             storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=config.train.max_failures),
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+            callbacks=callbacks,
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=config.train.keep_checkpoints,
                 checkpoint_score_attribute="val_loss",
