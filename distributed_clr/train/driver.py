@@ -304,7 +304,7 @@ def _fit(
             name=run_name,
             storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=config.train.max_failures),
-            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # type: ignore[call-arg]
             callbacks=callbacks,
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=config.train.keep_checkpoints,
@@ -324,7 +324,14 @@ def _fit(
 
 
 def _local_path(checkpoint: Any) -> str:
-    return str(checkpoint.path)
+    """A local directory with the checkpoint's files: the checkpoint itself on a local file
+    system, a downloaded copy for object storage (s3://, gs://, ...)."""
+    import pyarrow.fs
+
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        return str(checkpoint.path)
+    target = tempfile.mkdtemp(prefix=f"dclr-{Path(checkpoint.path).name}-")
+    return str(checkpoint.to_directory(target))
 
 
 def _result_from_storage(
