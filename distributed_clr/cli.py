@@ -345,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(emb)
     emb.set_defaults(handler=_cmd_embed)
 
+    from distributed_clr.evaluate.cli import add_parser as add_evaluate_parser
+
+    add_evaluate_parser(commands)
+
     demo = commands.add_parser(
         "demo",
         help="run the method end to end on generated data",

@@ -14,7 +14,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """One local Ray session (4 logical CPUs on CI's 2 cores: 2 training workers plus Ray Data) shared by every test that needs Ray."""
+    """One local Ray session shared by every test that needs Ray: 4 logical CPUs on CI's 2
+    cores, so that 2 training workers and Ray Data's readers fit at once."""
     import ray
 
     from distributed_clr.config import RayConfig

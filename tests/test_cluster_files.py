@@ -25,4 +25,5 @@ def test_rayjob_entrypoint_is_a_valid_dclr_command() -> None:
     assert argv[0] == "dclr"
     args = build_parser().parse_args(argv[1:])
     assert args.handler.__name__ == "_cmd_pretrain"
-    assert args.workers == 4 and args.gpu
+    assert args.workers == 4
+    assert args.gpu

@@ -80,7 +80,13 @@ def debug() -> RunConfig:
             epochs=2, batch_size=32, lr=1e-3, early_stopping_patience=None, max_failures=1
         ),
         evaluate=EvaluateConfig(
-            repeats=2, fcn_epochs=20, fcn_patience=3, cwola_fractions=[0.0, 0.2, 0.5]
+            repeats=2,
+            fcn_epochs=20,
+            fcn_patience=3,
+            cwola_fractions=[0.0, 0.2, 0.5],
+            trans_bc_epochs=3,
+            trans_bc_patience=2,
+            trans_bc_batch_size=64,
         ),
         ray=RayConfig(num_workers=2, num_cpus=2),
     )

@@ -436,6 +436,37 @@ class EvaluateConfig(Section):
     """Width of each sideband next to the signal region [GeV]."""
     seed: Seed = 0
     """Seed of sampling and classifier initialisation."""
+    classify_resampling: Literal["seeds", "folds"] = "seeds"
+    """How ``evaluate classify`` repeats each measurement ``repeats`` times: 'seeds' trains on
+    the whole train split with seeds seed, seed + 1, ...; 'folds' also leaves out the train
+    events of one prepared fold per repeat (a jackknife), so the spread includes the training
+    sample's. The LCT is deterministic: with 'seeds' its spread is 0."""
+    tprs: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [0.2, 0.3, 0.5, 0.7]
+    )
+    """Signal efficiencies at which the FPR and the rejection 1 / FPR are reported (0.5 is
+    always added: FPR at TPR 0.5 is a headline metric)."""
+    trans_bc: bool = True
+    """Train the Trans+BC baseline in ``evaluate classify``: the encoder architecture trained end
+    to end on the labelled constituents with binary cross-entropy (needs the prepared data)."""
+    trans_bc_epochs: Annotated[int, Field(ge=1, le=10_000)] = 50
+    """Trans+BC maximum epochs."""
+    trans_bc_patience: Annotated[int, Field(ge=1, le=1_000)] = 5
+    """Trans+BC early stopping patience: epochs without a better loss on the validation part
+    carved from the train split."""
+    trans_bc_lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    """Trans+BC Adam learning rate."""
+    trans_bc_batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 256
+    """Trans+BC batch size (events per optimiser step)."""
+    trans_bc_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    """Device of the Trans+BC training: 'cuda' needs a GPU, 'auto' takes one if present."""
+    bumphunt_efficiencies: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [1.0, 0.1, 0.01]
+    )
+    """Bump hunt cuts: each keeps this fraction of the signal-region and sideband events with
+    the highest classifier scores (1.0: no cut)."""
+    bumphunt_bin_width: Annotated[float, Field(gt=0, le=5_000)] = 100.0
+    """Largest m_jj bin width of the bump hunt spectra and sideband fit [GeV]."""
 
     @model_validator(mode="after")
     def _region_ordered(self) -> Self:

@@ -1,0 +1,451 @@
+"""The inputs of an evaluation: embeddings joined to the prepared dijets they were made from.
+
+``load_inputs(embeddings, data, feature_sets, splits)`` streams the embedding shards (only the
+columns needed, only the splits asked for) and, where a feature set needs the prepared events
+('event', 'highlevel', or the raw 'constituents' of the Trans+BC baseline), streams the same
+splits of the prepared dataset, turning each batch into its feature matrix at once so that no
+constituent column is held as Arrow. The two are joined on the event key (dataset, event_id)
+with sorting and ``searchsorted`` per dataset (no per-event Python loop), and the join is
+checked both ways: every embedded event must be in the data and every event of those splits in
+the data must be embedded, with equal ``label`` and ``mjj``; anything else means the embeddings
+were made from other data, and is an error naming an example event.
+
+``labelled(inputs, split, purpose)`` is the gate of supervised use (classifier tests, the
+idealised CWoLa scan): events with label -1 (unknown, e.g. a black box) are left out with a
+logged explanation, labels other than -1/0/1 are refused, and the split must keep both classes.
+
+Feature sets (``features.FEATURE_COLUMNS``): 'latent' (B, D), 'event' (B, 6N), 'highlevel'
+(B, 4), and 'constituents' (B, 2, N, 3) float32 (pT [GeV], eta, phi), the encoder's own input,
+for Trans+BC.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from distributed_clr.config.schema import FeatureSet
+from distributed_clr.data.loading import column_to_numpy, constituents
+from distributed_clr.data.schema import LABEL_BACKGROUND, LABEL_SIGNAL, LABEL_UNKNOWN, SPLITS
+from distributed_clr.data.storage import DatasetError, require_complete, shard_paths
+from distributed_clr.evaluate.features import FEATURE_COLUMNS, feature_matrix
+
+log = logging.getLogger(__name__)
+
+CONSTITUENTS = "constituents"
+"""The pseudo feature set of the raw constituents (B, 2, N, 3), the Trans+BC input."""
+INPUT_SETS = ("latent", "event", "highlevel", CONSTITUENTS)
+"""Every feature set ``load_inputs`` can return."""
+KEY_COLUMNS = ("dataset", "event_id", "label", "split", "fold", "mjj")
+"""Per-event columns read from the embeddings (the first two are the join key)."""
+DATA_KEYS = ("dataset", "event_id", "label", "mjj")
+"""Columns read from the prepared data besides the features (key, and values to compare)."""
+DATA_COLUMNS: dict[str, tuple[str, ...]] = {
+    "event": FEATURE_COLUMNS["event"],
+    "highlevel": FEATURE_COLUMNS["highlevel"],
+    CONSTITUENTS: ("pt", "eta", "phi"),
+}
+"""Columns of the prepared data each data-backed feature set reads."""
+BATCH_ROWS = 65_536
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass
+class EvaluationInputs:
+    """One row per embedded event of the loaded splits, in embedding-shard order.
+
+    The dataset name of each event is stored as a code into ``dataset_names``.
+    """
+
+    event_id: IntArray
+    dataset_code: npt.NDArray[np.int32]
+    dataset_names: list[str]
+    label: npt.NDArray[np.int8]
+    """0 background, 1 signal, -1 unknown."""
+    split: npt.NDArray[np.str_]
+    fold: npt.NDArray[np.int8]
+    mjj: npt.NDArray[np.float64]
+    """Dijet invariant mass [GeV]."""
+    features: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
+    """Feature set name -> (B, ...) float32 matrix."""
+    excluded_unlabelled: int = 0
+    """Events with label -1 that ``labelled`` left out (0 elsewhere)."""
+
+    def __len__(self) -> int:
+        return len(self.event_id)
+
+    @property
+    def dataset(self) -> npt.NDArray[np.object_]:
+        """(B,) the dataset name of each event."""
+        names = np.asarray(self.dataset_names, dtype=object)
+        return names[self.dataset_code] if len(names) else np.zeros(0, dtype=object)
+
+    def take(self, rows: npt.ArrayLike) -> EvaluationInputs:
+        """The events at ``rows`` (a boolean mask or integer indices)."""
+        index = np.asarray(rows)
+        return replace(
+            self,
+            event_id=self.event_id[index],
+            dataset_code=self.dataset_code[index],
+            label=self.label[index],
+            split=self.split[index],
+            fold=self.fold[index],
+            mjj=self.mjj[index],
+            features={name: values[index] for name, values in self.features.items()},
+        )
+
+    def in_split(self, split: str) -> EvaluationInputs:
+        """The events of one split."""
+        return self.take(self.split == split)
+
+    def keys_table(self) -> pa.Table:
+        """event_id, dataset, label, split, fold: the identifying columns of ``scores.parquet``."""
+        return pa.table(
+            {
+                "event_id": pa.array(self.event_id, pa.int64()),
+                "dataset": pa.array(self.dataset.astype(str), pa.string()),
+                "label": pa.array(self.label, pa.int8()),
+                "split": pa.array(self.split.astype(str), pa.string()),
+                "fold": pa.array(self.fold, pa.int8()),
+            }
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# reading
+
+
+def _scan(
+    paths: Sequence[Path], columns: Sequence[str], splits: Sequence[str] | None, what: str
+) -> Iterator[pa.Table]:
+    dataset = pads.dataset([str(p) for p in paths], format="parquet")
+    missing = [c for c in (*columns, "split") if c not in dataset.schema.names]
+    if missing:
+        raise DatasetError(f"{what} lacks column(s) {missing}; it has {dataset.schema.names}")
+    scanner = dataset.scanner(
+        columns=list(columns),
+        filter=None if splits is None else pads.field("split").isin(list(splits)),
+        batch_size=BATCH_ROWS,
+    )
+    for batch in scanner.to_batches():
+        if batch.num_rows:
+            yield pa.Table.from_batches([batch])
+
+
+def _concat(parts: list[npt.NDArray[Any]], empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return np.concatenate(parts) if parts else empty
+
+
+def _check_splits(
+    available: dict[str, int], splits: Sequence[str] | None, directory: Path, what: str
+) -> None:
+    if splits is None:
+        return
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"unknown split(s) {unknown}; splits are {', '.join(SPLITS)}")
+    empty = [s for s in splits if not available.get(s, 0)]
+    if empty:
+        held = ", ".join(f"{k} {v}" for k, v in sorted(available.items())) or "none"
+        raise DatasetError(
+            f"{what} {directory} holds no events of split(s) {', '.join(empty)} (it holds: {held})"
+        )
+
+
+def _read_embeddings(
+    directory: Path, splits: Sequence[str] | None, with_latent: bool
+) -> tuple[dict[str, npt.NDArray[Any]], pa.ChunkedArray, npt.NDArray[np.float32] | None]:
+    manifest = require_complete(directory, "embedding")
+    _check_splits(manifest.summary.get("splits", {}), splits, directory, "the embedding dataset")
+    columns = [*KEY_COLUMNS, *(["embedding"] if with_latent else [])]
+    parts: dict[str, list[npt.NDArray[Any]]] = {name: [] for name in KEY_COLUMNS}
+    datasets: list[pa.ChunkedArray] = []
+    latent_parts: list[npt.NDArray[np.float32]] = []
+    for table in _scan(
+        shard_paths(directory, "embedding"), columns, splits, f"embedding dataset {directory}"
+    ):
+        for name in KEY_COLUMNS:
+            if name != "dataset":
+                parts[name].append(column_to_numpy(table.column(name)))
+        datasets.append(table.column("dataset"))
+        if with_latent:
+            latent_parts.append(feature_matrix(table, "latent"))
+    arrays: dict[str, npt.NDArray[Any]] = {
+        "event_id": _concat(parts["event_id"], np.zeros(0, np.int64)).astype(np.int64),
+        "label": _concat(parts["label"], np.zeros(0, np.int8)).astype(np.int8),
+        "split": _concat(parts["split"], np.zeros(0, str)).astype(str),
+        "fold": _concat(parts["fold"], np.zeros(0, np.int8)).astype(np.int8),
+        "mjj": _concat(parts["mjj"], np.zeros(0)).astype(np.float64),
+    }
+    if not len(arrays["event_id"]):
+        raise DatasetError(f"the embedding dataset {directory} has no events to evaluate")
+    dataset = pa.chunked_array([c for d in datasets for c in d.chunks], pa.string())
+    latent = _concat(latent_parts, np.zeros((0, 1), np.float32)) if with_latent else None
+    return arrays, dataset, latent
+
+
+def _read_data(
+    directory: Path, splits: Sequence[str] | None, sets: Sequence[str]
+) -> tuple[dict[str, npt.NDArray[Any]], pa.ChunkedArray, dict[str, npt.NDArray[np.float32]]]:
+    manifest = require_complete(directory, "dijet")
+    _check_splits(manifest.summary.get("splits", {}), splits, directory, "the prepared dataset")
+    columns = list(dict.fromkeys([*DATA_KEYS, *(c for s in sets for c in DATA_COLUMNS[s])]))
+    ids: list[IntArray] = []
+    labels: list[npt.NDArray[Any]] = []
+    masses: list[npt.NDArray[Any]] = []
+    datasets: list[pa.ChunkedArray] = []
+    features: dict[str, list[npt.NDArray[np.float32]]] = {s: [] for s in sets}
+    for table in _scan(shard_paths(directory, "dijet"), columns, splits, f"dataset {directory}"):
+        ids.append(column_to_numpy(table.column("event_id")))
+        labels.append(column_to_numpy(table.column("label")))
+        masses.append(column_to_numpy(table.column("mjj")))
+        datasets.append(table.column("dataset"))
+        for name in sets:
+            if name == CONSTITUENTS:
+                x, _ = constituents(table)
+                features[name].append(x.numpy())
+            else:
+                features[name].append(feature_matrix(table, typing.cast("FeatureSet", name)))
+    arrays: dict[str, npt.NDArray[Any]] = {
+        "event_id": _concat(ids, np.zeros(0, np.int64)).astype(np.int64),
+        "label": _concat(labels, np.zeros(0, np.int8)).astype(np.int8),
+        "mjj": _concat(masses, np.zeros(0)).astype(np.float64),
+    }
+    dataset = pa.chunked_array([c for d in datasets for c in d.chunks], pa.string())
+    matrices = {
+        name: np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+        for name, parts in features.items()
+    }
+    return arrays, dataset, matrices
+
+
+# ------------------------------------------------------------------------------------------------
+# the join
+
+
+def _codes(dataset: pa.ChunkedArray, names: pa.Array) -> npt.NDArray[np.int32]:
+    index = pc.index_in(dataset, value_set=names)
+    return np.asarray(column_to_numpy(index.fill_null(-1)), dtype=np.int32)
+
+
+def _names(dataset: pa.ChunkedArray) -> list[str]:
+    """The distinct dataset names, sorted (a handful: one per input dataset)."""
+    return sorted(str(name) for name in pc.unique(dataset).to_pylist())
+
+
+def _sorted_keys(
+    code: npt.NDArray[np.int32], event_id: IntArray, what: str, names: Sequence[str]
+) -> IntArray:
+    """Row order sorting by (dataset code, event_id); refuses duplicate keys."""
+    order = np.lexsort((event_id, code)).astype(np.int64)
+    same = (np.diff(code[order]) == 0) & (np.diff(event_id[order]) == 0)
+    if same.any():
+        row = order[int(np.flatnonzero(same)[0])]
+        raise DatasetError(
+            f"{what} holds {int(same.sum())} duplicate event keys, e.g. dataset "
+            f"'{names[code[row]]}' event_id {event_id[row]}"
+        )
+    return order
+
+
+def match_keys(
+    left_code: npt.NDArray[np.int32],
+    left_id: IntArray,
+    right_code: npt.NDArray[np.int32],
+    right_id: IntArray,
+    right_order: IntArray,
+) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    """For each left key, the row of the equal right key: (rows, found).
+
+    ``right_order`` sorts the right keys by (code, event_id). One ``searchsorted`` per dataset
+    code; rows where ``found`` is False are meaningless.
+    """
+    sorted_code = right_code[right_order]
+    sorted_id = right_id[right_order]
+    rows = np.zeros(len(left_id), dtype=np.int64)
+    found = np.zeros(len(left_id), dtype=bool)
+    for code in np.unique(left_code).tolist():
+        start, stop = np.searchsorted(sorted_code, [code, code + 1], side="left")
+        if start == stop:
+            continue
+        members = np.flatnonzero(left_code == code)
+        position = start + np.searchsorted(sorted_id[start:stop], left_id[members])
+        inside = position < stop
+        hit = np.zeros(len(members), dtype=bool)
+        hit[inside] = sorted_id[position[inside]] == left_id[members][inside]
+        rows[members[hit]] = right_order[position[hit]]
+        found[members] = hit
+    return rows, found
+
+
+def _example(code: npt.NDArray[np.int32], ids: IntArray, names: Sequence[str], row: int) -> str:
+    name = names[code[row]] if code[row] >= 0 else "?"
+    return f"dataset '{name}' event_id {int(ids[row])}"
+
+
+def _join(
+    embeddings: Path,
+    data: Path,
+    emb: dict[str, npt.NDArray[Any]],
+    emb_dataset: pa.ChunkedArray,
+    dat: dict[str, npt.NDArray[Any]],
+    dat_dataset: pa.ChunkedArray,
+) -> tuple[IntArray, npt.NDArray[np.int32], list[str]]:
+    """Rows of the data matching each embedded event, the embeddings' dataset codes and names."""
+    names = _names(pa.chunked_array([*emb_dataset.chunks, *dat_dataset.chunks], pa.string()))
+    names_pa = pa.array(names, pa.string())
+    emb_code = _codes(emb_dataset, names_pa)
+    dat_code = _codes(dat_dataset, names_pa)
+    _sorted_keys(emb_code, emb["event_id"], f"the embedding dataset {embeddings}", names)
+    order = _sorted_keys(dat_code, dat["event_id"], f"the prepared dataset {data}", names)
+    rows, found = match_keys(emb_code, emb["event_id"], dat_code, dat["event_id"], order)
+    other = "; the embeddings were made from other data (or another version of it)"
+    if not found.all():
+        first = int(np.flatnonzero(~found)[0])
+        raise DatasetError(
+            f"{int((~found).sum())} of {len(found)} embedded events are not in {data}, e.g. "
+            f"{_example(emb_code, emb['event_id'], names, first)}{other}"
+        )
+    if len(rows) != len(dat["event_id"]):
+        unmatched = np.ones(len(dat["event_id"]), dtype=bool)
+        unmatched[rows] = False
+        first = int(np.flatnonzero(unmatched)[0])
+        raise DatasetError(
+            f"{int(unmatched.sum())} events of {data} in the evaluated splits have no "
+            f"embedding in {embeddings}, e.g. {_example(dat_code, dat['event_id'], names, first)}"
+            f"{other}"
+        )
+    for name in ("label", "mjj"):
+        differ = emb[name] != dat[name][rows]
+        if differ.any():
+            first = int(np.flatnonzero(differ)[0])
+            raise DatasetError(
+                f"'{name}' differs between {embeddings} and {data} for {int(differ.sum())} "
+                f"events, e.g. {_example(emb_code, emb['event_id'], names, first)} "
+                f"({emb[name][first]} vs {dat[name][rows[first]]}){other}"
+            )
+    return rows, emb_code, names
+
+
+# ------------------------------------------------------------------------------------------------
+# the entry points
+
+
+def needs_data(feature_sets: Sequence[str]) -> bool:
+    """Whether any of ``feature_sets`` reads the prepared data (all but 'latent')."""
+    return any(name in DATA_COLUMNS for name in feature_sets)
+
+
+def load_inputs(
+    embeddings: str | Path,
+    data: str | Path | None,
+    feature_sets: Sequence[str],
+    splits: Sequence[str] | None = None,
+) -> EvaluationInputs:
+    """The events of ``splits`` (default all) with the features of ``feature_sets``.
+
+    Args:
+        embeddings: an ``embedding`` dataset directory (``dclr embed``).
+        data: the prepared dijet dataset the embeddings were made from; needed for any feature
+            set other than 'latent'.
+        feature_sets: among ``INPUT_SETS``.
+        splits: the splits to load; each must hold events in the embeddings (and the data).
+            None loads every split the embeddings hold.
+
+    Raises:
+        ValueError: an unknown feature set or split, or data-backed sets without ``data``.
+        DatasetError: a missing or incomplete dataset, an empty split, duplicate event keys,
+            or embeddings that do not match the data (missing keys, other label or m_jj).
+    """
+    sets = list(dict.fromkeys(feature_sets))
+    unknown = [s for s in sets if s not in INPUT_SETS]
+    if unknown:
+        raise ValueError(f"unknown feature set(s) {unknown}; expected among {list(INPUT_SETS)}")
+    embeddings = Path(embeddings)
+    emb, emb_dataset, latent = _read_embeddings(embeddings, splits, "latent" in sets)
+    data_sets = [s for s in sets if s in DATA_COLUMNS]
+    if not data_sets:
+        names = _names(emb_dataset)
+        code = _codes(emb_dataset, pa.array(names, pa.string()))
+        features: dict[str, npt.NDArray[np.float32]] = {}
+    else:
+        if data is None:
+            raise ValueError(
+                f"feature set(s) {data_sets} are read from the prepared data: pass the dijet "
+                "dataset the embeddings were made from (--data)"
+            )
+        data = Path(data)
+        # Without a choice of splits, those the embeddings hold (``dclr embed --split``).
+        present = splits if splits is not None else sorted(np.unique(emb["split"]).tolist())
+        dat, dat_dataset, matrices = _read_data(data, present, data_sets)
+        rows, code, names = _join(embeddings, data, emb, emb_dataset, dat, dat_dataset)
+        features = {name: matrix[rows] for name, matrix in matrices.items()}
+    if latent is not None:
+        features["latent"] = latent
+    inputs = EvaluationInputs(
+        event_id=emb["event_id"],
+        dataset_code=code,
+        dataset_names=names,
+        label=emb["label"],
+        split=emb["split"],
+        fold=emb["fold"],
+        mjj=emb["mjj"],
+        features={name: features[name] for name in sets},
+    )
+    log.info(
+        "loaded %d events (%s) with feature set(s) %s",
+        len(inputs),
+        ", ".join(f"{s} {int((inputs.split == s).sum())}" for s in np.unique(inputs.split)),
+        ", ".join(f"{k} {v.shape[1:]}" for k, v in inputs.features.items()),
+    )
+    return inputs
+
+
+def labelled(inputs: EvaluationInputs, split: str, purpose: str) -> EvaluationInputs:
+    """The events of ``split`` with a true label (0 or 1), for supervised use.
+
+    Label -1 (unknown) events are left out, with a logged warning naming ``purpose``; the
+    result's ``excluded_unlabelled`` counts them.
+
+    Raises:
+        ValueError: labels other than -1/0/1, or no events of one class left in the split.
+    """
+    part = inputs.in_split(split)
+    allowed = (LABEL_UNKNOWN, LABEL_BACKGROUND, LABEL_SIGNAL)
+    bad = ~np.isin(part.label, allowed)
+    if bad.any():
+        raise ValueError(
+            f"split '{split}' has labels {np.unique(part.label[bad])[:5].tolist()}; labels "
+            "must be 0 (background), 1 (signal) or -1 (unknown)"
+        )
+    unknown = part.label == LABEL_UNKNOWN
+    if unknown.any():
+        log.warning(
+            "%d of %d events of split '%s' have label -1 (unknown) and are left out of %s, "
+            "which needs true labels to train and to measure",
+            int(unknown.sum()),
+            len(part),
+            split,
+            purpose,
+        )
+        part = part.take(~unknown)
+    counts = np.bincount(part.label.astype(np.int64), minlength=2)
+    if counts.min() == 0:
+        raise ValueError(
+            f"{purpose} needs labelled background (0) and signal (1) events in split '{split}'; "
+            f"it has {counts[0]} background and {counts[1]} signal events"
+            + (f" ({int(unknown.sum())} unlabelled left out)" if unknown.any() else "")
+        )
+    part.excluded_unlabelled = int(unknown.sum())
+    return part
