@@ -231,6 +231,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for key, seconds in result.timings.items():
         sys.stdout.write(f"  {key:<{width}}  {seconds:7.1f} s\n")
     sys.stdout.write(f"  {'total':<{width}}  {sum(result.timings.values()):7.1f} s\n")
+    from distributed_clr.demo import summary_lines
+
+    lines = summary_lines(result)
+    if lines:
+        sys.stdout.write("\n" + "\n".join(lines) + "\n")
+    if result.mlflow_run_id:
+        sys.stdout.write(
+            f"\nMLflow run {result.mlflow_run_id} (and its evaluation child runs); browse with\n"
+            f"  mlflow ui --backend-store-uri {result.tracking_uri}\n"
+        )
     return 0
 
 

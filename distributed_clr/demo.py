@@ -1,21 +1,31 @@
 """``dclr demo``: the whole method end to end on generated data, on a laptop or a cluster.
 
-Stages run in order and each writes a dataset with a manifest; a rerun reuses every stage whose
-manifest says it is complete (with the same configuration) and redoes the rest. ``scale``
-multiplies every stage's event count.
+generate (QCD + W') -> prepare (dijets) -> pretrain (Ray Train, ``ray.num_workers`` workers)
+-> embed (every split) -> classify (LCT and FCN on latent, event-space and high-level
+features, plus Trans+BC) -> idealised CWoLa scan over a few signal fractions; everything is
+logged to MLflow under the pretraining run.
+
+Stages run in order and each writes its results under ``out`` with a manifest (or a stage
+record); a rerun reuses every stage that finished with the same configuration and redoes the
+rest. ``scale`` multiplies every stage's event count.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distributed_clr.config import RunConfig, apply_overrides
+from distributed_clr.config import RunConfig, apply_overrides, to_flat_dict
+from distributed_clr.config.schema import ClassifierName
 from distributed_clr.data.generate import generate
 from distributed_clr.data.prepare import prepare
+from distributed_clr.data.storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +40,41 @@ class DemoResult:
     directory: Path
     timings: dict[str, float] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    classify: dict[str, Any] = field(default_factory=dict)
+    """``evaluate.run.classify``'s summary."""
+    cwola: dict[str, Any] = field(default_factory=dict)
+    """``evaluate.run.cwola``'s summary (idealised scan)."""
+    mlflow_run_id: str | None = None
+    tracking_uri: str | None = None
+
+
+STAGE_RECORD = "stage.json"
+
+
+def _reuse_or_run(
+    directory: Path, identity: dict[str, Any], work: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """The result recorded in ``directory/stage.json`` if it was made with ``identity``, else
+    ``work()``'s result, recorded there."""
+    record = directory / STAGE_RECORD
+    if record.exists():
+        saved = json.loads(record.read_text())
+        if saved.get("identity") == identity:
+            log.info("reusing %s", directory)
+            result: dict[str, Any] = saved["result"]
+            return result
+    result = work()
+    directory.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"identity": identity, "result": result}, default=str)
+    atomic_write_bytes(record, text.encode())
+    return result
+
+
+def run_name(config: RunConfig) -> str:
+    """The demo's pretraining run name: 'demo-' and a digest of the config, so a rerun with the
+    same settings continues (or reuses) the same run and other settings get their own."""
+    text = json.dumps(to_flat_dict(config), sort_keys=True, default=str)
+    return "demo-" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def scaled(config: RunConfig, scale: float) -> RunConfig:
@@ -40,8 +85,11 @@ def scaled(config: RunConfig, scale: float) -> RunConfig:
     return apply_overrides(config, [("generate.events", events)])
 
 
-def run_demo(config: RunConfig, out: Path, scale: float = 1.0) -> DemoResult:
-    """Generate QCD and W' events, prepare dijets; later stages extend this chain."""
+def run_demo(
+    config: RunConfig, out: Path, scale: float = 1.0, *, stop_after_prepare: bool = False
+) -> DemoResult:
+    """Run every stage (see the module docstring) under ``out``; ``stop_after_prepare`` ends
+    after the data stages."""
     config = scaled(config, scale)
     out = Path(out)
     result = DemoResult(out)
@@ -61,4 +109,107 @@ def run_demo(config: RunConfig, out: Path, scale: float = 1.0) -> DemoResult:
     result.timings["prepare"] = time.perf_counter() - start
     result.facts["dijet events"] = dijets.rows
     result.facts["splits"] = dijets.summary["splits"]
+    if not stop_after_prepare:
+        _learn_and_evaluate(config, out, result)
     return result
+
+
+def _learn_and_evaluate(config: RunConfig, out: Path, result: DemoResult) -> None:
+    from distributed_clr.evaluate.embed import embed
+    from distributed_clr.evaluate.run import classify, cwola
+    from distributed_clr.train import pretrain
+
+    config = apply_overrides(config, [("ray.storage_path", str((out / "ray_results").resolve()))])
+    start = time.perf_counter()
+    trained = pretrain(config, out / "dijets", run_name(config))
+    result.timings["pretrain"] = time.perf_counter() - start
+    result.mlflow_run_id, result.tracking_uri = trained.mlflow_run_id, trained.tracking_uri
+    best = next((h for h in trained.history if int(h["epoch"]) == trained.best_epoch), {})
+    result.facts["pretrain epochs"] = trained.epochs
+    result.facts["pretrain best val loss"] = trained.best_val_loss
+    result.facts["pretrain probe AUC"] = best.get("val_probe_auc", float("nan"))
+
+    start = time.perf_counter()
+    embeddings = out / "embeddings"
+    manifest = embed(trained.best_checkpoint, out / "dijets", embeddings, config.ray)
+    result.timings["embed"] = time.perf_counter() - start
+    identity = {"embeddings": manifest.config, "evaluate": config.evaluate.model_dump(mode="json")}
+
+    start = time.perf_counter()
+    result.classify = _reuse_or_run(
+        out / "classify",
+        identity,
+        lambda: classify(
+            config.evaluate,
+            embeddings,
+            out / "dijets",
+            out / "classify",
+            model=config.model,
+            mlflow_run_id=trained.mlflow_run_id,
+            tracking=config.tracking,
+        ),
+    )
+    result.timings["classify"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result.cwola = _reuse_or_run(
+        out / "cwola",
+        identity,
+        lambda: cwola(
+            config.evaluate,
+            embeddings,
+            out / "dijets",
+            out / "cwola",
+            mode="idealised",
+            classifier=DEMO_CWOLA_CLASSIFIER,
+            mlflow_run_id=trained.mlflow_run_id,
+            tracking=config.tracking,
+        ),
+    )
+    result.timings["cwola scan"] = time.perf_counter() - start
+
+
+DEMO_CWOLA_CLASSIFIER: ClassifierName = "fcn"
+
+
+def summary_lines(result: DemoResult) -> list[str]:
+    """The demo's results as a text table: classifier AUCs and max SIC per feature set, and
+    the CWoLa AUC per signal fraction."""
+    lines: list[str] = []
+    classified = result.classify.get("results", {})
+    if classified:
+        lines.append("supervised classifiers on the test split (mean +- std over repeats):")
+        lines.append(f"  {'features / classifier':<28} {'AUC':>15} {'max SIC':>15}")
+        for key, entry in classified.items():
+            stats = entry["aggregate"]
+            auc, sic = stats.get("auc", {}), stats.get("max_sic", {})
+            lines.append(f"  {key:<28} {_pm(auc):>15} {_pm(sic):>15}")
+    scans = result.cwola.get("results", {})
+    if scans:
+        fractions = result.cwola.get("fractions", [])
+        head = "".join(f"{f'f={f:g}':>10}" for f in fractions)
+        lines.append("")
+        lines.append(
+            f"CWoLa (idealised, {result.cwola.get('classifier', '?')}): test AUC against the "
+            "signal fraction f"
+        )
+        lines.append(f"  {'features':<12}{head}")
+        for feature_set, scan in scans.items():
+            aggregated = scan.get("aggregated", {})
+            cells = "".join(
+                f"{_mean(aggregated.get(f'{f:g}', {}).get('auc', {})):>10}" for f in fractions
+            )
+            lines.append(f"  {feature_set:<12}{cells}")
+    return lines
+
+
+def _mean(stats: dict[str, Any]) -> str:
+    mean = stats.get("mean")
+    return "n/a" if mean is None else f"{mean:.3f}"
+
+
+def _pm(stats: dict[str, Any]) -> str:
+    mean, std = stats.get("mean"), stats.get("std")
+    if mean is None:
+        return "n/a"
+    return f"{mean:.3f} +- {std or 0:.3f}"

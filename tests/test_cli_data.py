@@ -43,15 +43,43 @@ def test_import_lhco_command(capsys: pytest.CaptureFixture[str], tmp_path: Path)
 def test_demo_runs_end_to_end_and_reuses_finished_stages(
     ray_session: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["demo", "--preset", "debug", "--scale", "0.5", "--out", str(tmp_path / "demo")]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = ["demo", "--preset", "debug", "--out", str(tmp_path / "demo"), "--set"]
+    args += [f"tracking.uri={uri}", "--set", "tracking.system_metrics=false"]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "demo finished" in first
     assert "dijet events" in first
-    dijets = json.loads((tmp_path / "demo" / "dijets" / "manifest.json").read_text())
+    assert "supervised classifiers on the test split" in first
+    assert "latent/fcn" in first
+    assert "highlevel/lct" in first
+    assert "event/fcn" in first
+    assert "CWoLa (idealised, fcn)" in first
+    assert f"mlflow ui --backend-store-uri {uri}" in first
+    demo = tmp_path / "demo"
+    dijets = json.loads((demo / "dijets" / "manifest.json").read_text())
     assert dijets["complete"]
     assert dijets["rows"] > 0
-    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "demo").rglob("*.parquet")}
+    for name in ("classify", "cwola"):
+        summary = json.loads((demo / name / "summary.json").read_text())
+        assert summary["results"], name
+        assert (demo / name / "scores.parquet").exists()
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("distributed_clr").experiment_id])
+    kinds = sorted(r.data.tags["dclr.kind"] for r in runs)
+    assert kinds == ["evaluate", "evaluate", "pretrain"]
+    pretrain_run = next(r for r in runs if r.data.tags["dclr.kind"] == "pretrain")
+    assert "train_loss" in pretrain_run.data.metrics
+    assert all(
+        r.data.tags.get("mlflow.parentRunId") == pretrain_run.info.run_id
+        for r in runs
+        if r.data.tags["dclr.kind"] == "evaluate"
+    )
+    stamps = {p: p.stat().st_mtime_ns for p in demo.rglob("*.parquet")}
 
     assert main(args) == 0  # a rerun reuses every finished stage
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "demo").rglob("*.parquet")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in demo.rglob("*.parquet")} == stamps
+    assert len(client.search_runs([runs[0].info.experiment_id])) == 3
