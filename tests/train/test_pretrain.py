@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from distributed_clr.cli import main
 from distributed_clr.config import apply_overrides, get_preset, to_flat_dict
 from distributed_clr.config.schema import RunConfig
 from distributed_clr.train import load_checkpoint, pretrain
@@ -111,6 +112,16 @@ def test_pretrain_learns_and_records_everything(
         assert expected in artifacts, (expected, sorted(artifacts))
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert any(m.source_run_id == result.mlflow_run_id for m in models)
+
+    # dclr embed with the run id: the checkpoint comes from MLflow, every event is embedded.
+    out = tmp_path / "embeddings"
+    argv = ["embed", "--run", result.mlflow_run_id, "--data", str(prepared), "--out", str(out)]
+    assert main([*argv, "--preset", "debug", "--set", f"tracking.uri={config.tracking.uri}"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    prepared_rows = json.loads((prepared / "manifest.json").read_text())["rows"]
+    assert manifest["complete"]
+    assert manifest["rows"] == prepared_rows
+    assert manifest["summary"]["dim"] == config.model.latent_dim
 
     # The same name again: the run is complete, nothing is retrained or logged twice.
     again = pretrain(config, prepared, "learns")
