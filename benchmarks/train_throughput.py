@@ -22,6 +22,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,8 @@ def synthetic_dataset(directory: Path, events: int, constituents: int, seed: int
 
 
 def bare_loop(config: RunConfig, data: Path, epochs: int) -> float:
-    """A plain PyTorch loop over the same shards (pyarrow, no Ray), one process, one thread."""
+    """A plain PyTorch loop over the same events (read once into memory with pyarrow, no Ray),
+    one process, one thread."""
     from distributed_clr.data.loading import constituents, iter_split
     from distributed_clr.train.checkpoint import build_model
     from distributed_clr.train.loop import Trainer
@@ -99,23 +101,17 @@ def bare_loop(config: RunConfig, data: Path, epochs: int) -> float:
     steps = train_rows // config.train.batch_size
     trainer = Trainer(build_model(config), config, torch.device("cpu"), steps_per_epoch=steps)
     generator = torch.Generator().manual_seed(0)
-    rates = []
-    for _ in range(epochs):
+    table = pa.concat_tables(iter_split(data, "train", ["pt", "eta", "phi", "label"]))
+    size = config.train.batch_size
 
-        def batches() -> object:
-            for table in iter_split(
-                data, "train", ["pt", "eta", "phi", "label"], batch_size=config.train.batch_size
-            ):
-                if table.num_rows < config.train.batch_size:
-                    continue
-                x, mask = constituents(table)
-                label = torch.from_numpy(table.column("label").to_numpy().copy())
-                yield {"x": x, "mask": mask, "label": label}
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        for start in range(0, table.num_rows - size + 1, size):
+            chunk = table.slice(start, size)
+            x, mask = constituents(chunk)
+            label = torch.from_numpy(chunk.column("label").to_numpy().copy())
+            yield {"x": x, "mask": mask, "label": label}
 
-        start = time.perf_counter()
-        metrics = trainer.train_epoch(batches(), generator)  # type: ignore[arg-type]
-        del start
-        rates.append(metrics["events_per_s"])
+    rates = [trainer.train_epoch(batches(), generator)["events_per_s"] for _ in range(epochs)]
     return statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
 
 
@@ -159,6 +155,9 @@ def main() -> None:
     config = config.model_copy(
         update={"prepare": PrepareConfig(num_constituents=args.constituents)}
     )
+    from distributed_clr.runtime import init_ray
+
+    init_ray(config.ray, min_cpus=3)  # 2 workers + Ray Data, for both Ray runs
     with tempfile.TemporaryDirectory(prefix="dclr-bench-") as tmp:
         data = synthetic_dataset(Path(tmp) / "data", args.events, args.constituents)
         bare = bare_loop(config, data, args.epochs)

@@ -91,6 +91,10 @@ class DataConfig(Section):
     """Events in the per-worker local shuffle buffer (0 disables shuffling)."""
     prefetch_batches: NonNegInt = 2
     """Batches fetched ahead of the training step."""
+    cache: bool = True
+    """Keep the selected columns of the train and val splits in Ray's object store after the
+    first read, so later epochs do not re-read and re-decode Parquet (Ray spills to disk when
+    the store is full, so memory stays bounded)."""
 
 
 # ------------------------------------------------------------------------------------------------

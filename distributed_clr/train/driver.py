@@ -251,6 +251,8 @@ def _datasets(config: RunConfig, data: Path) -> dict[str, Any]:
         ds = read_split(data, split, columns)
         if config.data.max_events is not None:
             ds = ds.limit(config.data.max_events)
+        if config.data.cache:
+            ds = ds.materialize()
         if name == "train":
             ds = ds.randomize_block_order(seed=config.train.seed)
         datasets[name] = ds
