@@ -90,9 +90,16 @@ def run_demo(
 ) -> DemoResult:
     """Run every stage (see the module docstring) under ``out``; ``stop_after_prepare`` ends
     after the data stages."""
+    import math
+
+    from distributed_clr.runtime import init_ray
+
     config = scaled(config, scale)
     out = Path(out)
     result = DemoResult(out)
+    if not stop_after_prepare:  # one session for every stage, big enough for training
+        workers = config.ray.num_workers * config.ray.cpus_per_worker
+        init_ray(config.ray, min_cpus=math.ceil(workers) + 1)
     raw_dirs = []
     for process, share in (("qcd_dijet", 1.0), ("wprime_xy", SIGNAL_SHARE)):
         events = max(config.generate.shards, round(config.generate.events * share))
