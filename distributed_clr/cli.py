@@ -359,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_parser(commands)
 
+    from distributed_clr.tune import add_parser as add_tune_parser
+
+    add_tune_parser(commands)
+
     demo = commands.add_parser(
         "demo",
         help="run the method end to end on generated data",

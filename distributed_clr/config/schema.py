@@ -365,7 +365,7 @@ class TrainConfig(Section):
     fail_rank: NonNegInt | None = None
     """Fault injection for tests: crash this rank once ..."""
     fail_epoch: NonNegInt | None = None
-    """... at the start of this epoch."""
+    """... in this epoch (after its training pass); once per run."""
 
     @model_validator(mode="after")
     def _fault_injection_pair(self) -> Self:

@@ -54,6 +54,8 @@ class TrainState:
     stopped_early: bool = False
     mlflow_run_id: str | None = None
     world_size: int = 1
+    resumes: int = 0
+    """How often this run continued from a checkpoint (restarts after failures, reruns)."""
     history: list[dict[str, float]] = field(default_factory=list)
     """One metrics dict per finished epoch (with its ``epoch``)."""
 

@@ -313,7 +313,8 @@ def _write_fault_marker(path: str) -> None:
 
 
 def _maybe_inject_fault(config: TrainConfig, epoch: int, marker: str | None) -> None:
-    """Crash this process once if ``train.fail_rank``/``fail_epoch`` name this rank and epoch.
+    """Crash this process once if ``train.fail_rank``/``fail_epoch`` name this rank and epoch
+    (after that epoch's training pass, before its validation and checkpoint).
 
     The marker file (in the run's storage) makes it once per run, across restarts."""
     if config.fail_rank is None or marker is None:
@@ -391,6 +392,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         trainer.optimizer.load_state_dict(payload["optimizer"])
         trainer.scheduler.load_state_dict(payload["scheduler"])
         state = payload["train_state"]
+        state.resumes += 1
         rng = payload["rng"]
         if len(rng) == world:
             restore_rng(rng[rank], generator)
@@ -447,7 +449,6 @@ def _run_epochs(
     val_shard = ray.train.get_dataset_shard("val")
     probe_per_rank = math.ceil(train.probe_events / max(1, distributed.world_size()))
     for epoch in range(state.epoch + 1, train.epochs):
-        _maybe_inject_fault(train, epoch, loop_config.get("fault_marker"))
         start = time.perf_counter()
         shuffle_seed = epoch_seed(train.seed, 3, epoch, rank) % 2**32
         metrics = trainer.train_epoch(
@@ -456,6 +457,8 @@ def _run_epochs(
             ),
             generator,
         )
+        # After the training pass: the controller has long registered the previous checkpoint.
+        _maybe_inject_fault(train, epoch, loop_config.get("fault_marker"))
         val_generator = torch.Generator(device=trainer.device)
         val_generator.manual_seed(epoch_seed(train.seed, 4, rank))  # same views every epoch
         val_metrics, probe = trainer.validate(

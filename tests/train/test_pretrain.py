@@ -145,6 +145,8 @@ def test_crashed_worker_restarts_from_the_last_checkpoint(
     assert (Path(result.storage) / "fault_injected_rank1_epoch1").exists()  # it did crash
     assert result.epochs == 3
     assert [int(h["epoch"]) for h in result.history] == [0, 1, 2]
+    # It continued from epoch 0's checkpoint rather than starting over.
+    assert load_checkpoint(result.latest_checkpoint)["train_state"].resumes == 1
     client = _client(tmp_path)
     assert _steps(client, result.mlflow_run_id) == [0, 1, 2]  # each epoch once
     assert _steps(client, result.mlflow_run_id, "val_loss") == [0, 1, 2]
@@ -228,6 +230,7 @@ def test_killed_run_continues_at_the_next_epoch(
     assert "after epoch 1" in resumed[0] or "after epoch 2" in resumed[0], resumed
     state = load_checkpoint(storage / "epoch_00003")["train_state"]
     assert [int(h["epoch"]) for h in state.history] == [0, 1, 2, 3]
+    assert state.resumes == 1
     client = _client(tmp_path)
     runs = client.search_runs([client.get_experiment_by_name("distributed_clr").experiment_id])
     assert len(runs) == 1
