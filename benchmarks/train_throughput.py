@@ -8,8 +8,9 @@ loop use one torch thread, so "1 worker vs bare" isolates the cost of Ray Train 
 on this machine. Events/s are training-step throughput (the validation pass is excluded), the
 median over epochs after the first (warm-up).
 
-Optional ``--gpu``: the same runs on CUDA, plus bf16 vs fp32 at a large global batch and a
-loop in the style of the seed paper's code (numpy augmentations on the CPU, batch 400, fp32).
+The GPU comparisons the issue asks for (bf16 vs fp32 at global batch 4096, and a loop in the
+style of the seed paper's code) are not in this script yet: no GPU was available to write and
+check them against.
 
 Run: .venv/bin/python benchmarks/train_throughput.py [--events 12000] [--epochs 4]
 """
