@@ -3,26 +3,26 @@
 
 from __future__ import annotations
 
+import io
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
+
+from distributed_clr.data.storage import atomic_write_bytes
 
 __all__ = ["loss_curve_figure", "save_figure"]
 
 
-def save_figure(figure: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``figure`` to ``path`` (PNG) through a temporary file and a rename."""
+def save_figure(figure: Figure, path: str | Path, dpi: int = 120, **savefig: Any) -> Path:
+    """Render ``figure`` as PNG in memory and write it to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, **savefig)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -198,7 +198,9 @@ def log_loss_curve(mlflow_client: Any, run_id: str, history: Sequence[Mapping[st
     if not history:
         return
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_figure(loss_curve_figure(history), Path(tmp) / "loss_curve.png")
+        path = save_figure(
+            loss_curve_figure(history), Path(tmp) / "loss_curve.png", bbox_inches="tight"
+        )
         mlflow_client.log_artifact(run_id, str(path), "plots")
 
 

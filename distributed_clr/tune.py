@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
 
-from distributed_clr.config.load import ConfigError, apply_overrides, check_key, resolve_config
+from distributed_clr.config.load import (
+    ConfigError,
+    apply_overrides,
+    check_key,
+    load_yaml,
+    resolve_config,
+)
 from distributed_clr.config.schema import RunConfig, TuneConfig
 
 if TYPE_CHECKING:
@@ -380,16 +386,7 @@ def load_space(path: str | Path, base_config: RunConfig) -> SearchSpace:
     both bounds of each distribution are applied to ``base_config`` and validated.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"cannot read space file {path}: {err.strerror or err}") from None
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"space file {path} is not valid YAML: {err}") from None
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"space file {path} must hold a mapping with 'params'")
+    values = load_yaml(path, "space file")
     return space_from_dict(values, base_config, name=path.stem, source=f"space file {path}")
 
 

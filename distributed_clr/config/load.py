@@ -205,23 +205,22 @@ def apply_overrides(config: RunConfig, overrides: Iterable[str | tuple[str, Any]
     return validate(values)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into a mapping, with errors that name the file."""
+def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Read a YAML file holding a mapping (a config file, a search space, ...), with errors that
+    name ``what`` and the file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ConfigError(
-            f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}"
-        )
+        raise ConfigError(f"{what} {path} must hold a mapping, got {type(loaded).__name__}")
     return loaded
 
 

@@ -7,7 +7,6 @@ name in the same directory, then renamed). Every function returns the path it wr
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,8 +17,8 @@ import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from distributed_clr.data.storage import atomic_write_bytes
 from distributed_clr.evaluate.cwola import SCAN_METRICS, BumpHuntResult
+from distributed_clr.plotting import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +32,7 @@ METRIC_TITLES = {
 
 
 def _save(figure: Figure, path: str | Path) -> Path:
-    target = Path(path)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    atomic_write_bytes(target, buffer.getvalue())
+    target = save_figure(figure, path, dpi=DPI)
     log.debug("wrote %s", target)
     return target
 

@@ -55,6 +55,15 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return groups
 
 
+def _trust_scaled(w: torch.Tensor, update: torch.Tensor, coefficient: float) -> torch.Tensor:
+    """``update`` times coefficient * ||w|| / ||update|| (one where either norm is zero)."""
+    w_norm, u_norm = torch.linalg.vector_norm(w), torch.linalg.vector_norm(update)
+    trust = torch.where(
+        (w_norm > 0) & (u_norm > 0), coefficient * w_norm / u_norm, torch.ones_like(w_norm)
+    )
+    return update * trust
+
+
 class LARS(Optimizer):
     """Layer-wise adaptive rate scaling on SGD with momentum.
 
@@ -101,13 +110,7 @@ class LARS(Optimizer):
                 if not group["exclude"]:
                     if group["weight_decay"]:
                         update = update.add(w, alpha=group["weight_decay"])
-                    w_norm, u_norm = torch.linalg.vector_norm(w), torch.linalg.vector_norm(update)
-                    trust = torch.where(
-                        (w_norm > 0) & (u_norm > 0),
-                        group["trust_coefficient"] * w_norm / u_norm,
-                        torch.ones_like(w_norm),
-                    )
-                    update = update * trust
+                    update = _trust_scaled(w, update, group["trust_coefficient"])
                 state = self.state[w]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.clone(update).detach()
@@ -172,11 +175,7 @@ class LAMB(Optimizer):
                 if not group["exclude"]:
                     if group["weight_decay"]:
                         update = update.add(w, alpha=group["weight_decay"])
-                    w_norm, u_norm = torch.linalg.vector_norm(w), torch.linalg.vector_norm(update)
-                    trust = torch.where(
-                        (w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm)
-                    )
-                    update = update * trust
+                    update = _trust_scaled(w, update, 1.0)
                 w.add_(update, alpha=-group["lr"])
         return loss
 
