@@ -324,6 +324,11 @@ def _maybe_inject_fault(config: TrainConfig, epoch: int, marker: str | None) -> 
     if _fault_marker_exists(marker):
         return
     _write_fault_marker(marker)
+    # Let Ray finish registering the reports already made, so the restart deterministically
+    # continues from the previous epoch's checkpoint (a fast epoch can otherwise beat it).
+    import ray.train
+
+    ray.train.get_all_reported_checkpoints(timeout_s=60)
     log.error("fault injection: rank %d exits at the start of epoch %d", config.fail_rank, epoch)
     logging.shutdown()
     os._exit(3)
