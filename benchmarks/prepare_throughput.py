@@ -28,10 +28,11 @@ import pyarrow as pa
 from distributed_clr.config import GenerateConfig, PrepareConfig
 from distributed_clr.data.dijets import select_dijets
 from distributed_clr.data.generate import event_ids
-from distributed_clr.data.particles import from_arrow, to_arrow
-from distributed_clr.data.pythia import generate_events
-from distributed_clr.data.reference import reference_dijets
-from distributed_clr.data.storage import Manifest, ShardRecord, write_parquet_atomic
+from distributed_clr.physics.particles import from_arrow, to_arrow
+from distributed_clr.physics.pythia import generate_events
+from distributed_clr.physics.reference import reference_dijets
+from distributed_clr.storage.manifest import Manifest, ShardRecord
+from distributed_clr.storage.files import write_parquet_atomic
 
 
 def make_events(n: int, seed: int) -> pa.Table:

@@ -36,9 +36,9 @@ import numpy as np
 import numpy.typing as npt
 
 from distributed_clr.config import GenerateConfig
-from distributed_clr.data.clustering import leading_jet_pt
-from distributed_clr.data.detector import apply_detector
-from distributed_clr.data.pythia import _final_state, _make_pythia, pythia_settings
+from distributed_clr.physics.clustering import leading_jet_pt
+from distributed_clr.physics.detector import apply_detector
+from distributed_clr.physics.pythia import _final_state, _make_pythia, pythia_settings
 
 CUTS = (800.0, 900.0, 1000.0, 1100.0, 1200.0)
 CHUNK = 500

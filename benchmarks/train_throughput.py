@@ -32,8 +32,9 @@ import torch
 
 from distributed_clr.config import apply_overrides, get_preset
 from distributed_clr.config.schema import PrepareConfig, RunConfig
-from distributed_clr.data.schema import PER_JET, dijet_schema
-from distributed_clr.data.storage import Manifest, ShardRecord, write_parquet_atomic
+from distributed_clr.storage.formats import PER_JET, dijet_schema
+from distributed_clr.storage.manifest import Manifest, ShardRecord
+from distributed_clr.storage.files import write_parquet_atomic
 
 
 def synthetic_dataset(directory: Path, events: int, constituents: int, seed: int = 0) -> Path:
@@ -93,8 +94,8 @@ def synthetic_dataset(directory: Path, events: int, constituents: int, seed: int
 def bare_loop(config: RunConfig, data: Path, epochs: int) -> float:
     """A plain PyTorch loop over the same events (read once into memory with pyarrow, no Ray),
     one process, one thread."""
-    from distributed_clr.data.loading import constituents, iter_split
-    from distributed_clr.train.checkpoint import build_model
+    from distributed_clr.storage.reader import constituents, iter_split
+    from distributed_clr.models import build_model
     from distributed_clr.train.loop import Trainer
 
     torch.manual_seed(config.train.seed)

@@ -18,9 +18,9 @@ from typing import Any
 from distributed_clr import __version__
 from distributed_clr.config import PRESETS, ConfigError, RunConfig, resolve_config, to_yaml
 from distributed_clr.config.schema import Section
-from distributed_clr.data.pythia import GenerationError
-from distributed_clr.data.schema import SchemaError
-from distributed_clr.data.storage import DatasetError, set_command
+from distributed_clr.physics.pythia import GenerationError
+from distributed_clr.storage.formats import SchemaError
+from distributed_clr.storage.manifest import DatasetError, set_command
 from distributed_clr.train.driver import PretrainError
 
 log = logging.getLogger("distributed_clr")
@@ -204,7 +204,7 @@ def _checkpoint_from(args: argparse.Namespace, config: RunConfig) -> Path:
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from distributed_clr.evaluate.embed import embed
+    from distributed_clr.embed import embed
 
     config = _config_from(args, _scaling_flags(args))
     checkpoint = _checkpoint_from(args, config)

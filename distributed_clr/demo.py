@@ -25,7 +25,7 @@ from distributed_clr.config import RunConfig, apply_overrides, to_flat_dict
 from distributed_clr.config.schema import ClassifierName
 from distributed_clr.data.generate import generate
 from distributed_clr.data.prepare import prepare
-from distributed_clr.data.storage import atomic_write_bytes
+from distributed_clr.storage.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def run_demo(
 
 
 def _learn_and_evaluate(config: RunConfig, out: Path, result: DemoResult) -> None:
-    from distributed_clr.evaluate.embed import embed
+    from distributed_clr.embed import embed
     from distributed_clr.evaluate.run import classify, cwola
     from distributed_clr.train import pretrain
 

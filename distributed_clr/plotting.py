@@ -11,7 +11,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from distributed_clr.data.storage import atomic_write_bytes
+from distributed_clr.storage.files import atomic_write_bytes
 
 __all__ = ["loss_curve_figure", "save_figure"]
 

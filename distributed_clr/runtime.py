@@ -1,13 +1,35 @@
-"""Connecting to Ray: one place that decides between a cluster and a local session."""
+"""Where a job runs: connecting to Ray, sizing work to the cluster, and storage locations.
+
+* ``init_ray`` joins the cluster at ``ray.address`` or ``RAY_ADDRESS``, else starts a local
+  session big enough for the job.
+* ``units_that_fit`` is the one resource check: how many copies of a unit of work (a training
+  run's workers, a sweep's trial) fit on the cluster next to the CPU Ray Data needs to read
+  shards; a clear ``ResourceError`` when not even one does.
+* ``storage_root`` and ``join`` handle storage locations that are local paths or URIs
+  (``s3://...``, ``gs://...``): local paths become absolute, since Ray workers run in other
+  directories.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from pathlib import Path
 
 from distributed_clr.config.schema import RayConfig
+from distributed_clr.errors import UserError
 
 log = logging.getLogger(__name__)
+
+__all__ = ["DATA_CPUS", "ResourceError", "init_ray", "join", "storage_root", "units_that_fit"]
+
+DATA_CPUS = 1.0
+"""CPUs kept free for Ray Data to read shards next to the training workers."""
+
+
+class ResourceError(UserError):
+    """The Ray cluster cannot hold the job as configured."""
 
 
 def init_ray(config: RayConfig, min_cpus: int | None = None) -> None:
@@ -39,3 +61,45 @@ def init_ray(config: RayConfig, min_cpus: int | None = None) -> None:
         logging_level=logging.WARNING,
         configure_logging=True,
     )
+
+
+def units_that_fit(
+    cluster: Mapping[str, float],
+    cpus: float,
+    gpus: float,
+    *,
+    what: str,
+    reserved_cpus: float = DATA_CPUS,
+) -> int:
+    """How many units of ``cpus`` CPUs and ``gpus`` GPUs fit on ``cluster`` (Ray's
+    ``cluster_resources()``) with ``reserved_cpus`` left for Ray Data.
+
+    ``what`` describes one unit for the error message, e.g. '2 workers x 1 CPU'.
+
+    Raises:
+        ResourceError: not even one unit fits.
+    """
+    have_cpu = float(cluster.get("CPU", 0.0))
+    have_gpu = float(cluster.get("GPU", 0.0))
+    if have_cpu - reserved_cpus < cpus - 1e-9:
+        raise ResourceError(
+            f"{what} needs {cpus:g} CPUs and Ray Data {reserved_cpus:g} more to read the "
+            f"shards; the Ray cluster has {have_cpu:g}. Lower ray.num_workers or "
+            "ray.cpus_per_worker, or add CPUs"
+        )
+    if gpus and have_gpu < gpus - 1e-9:
+        raise ResourceError(f"{what} needs {gpus:g} GPUs; the Ray cluster has {have_gpu:g}")
+    fits = int((have_cpu - reserved_cpus) / cpus + 1e-9) if cpus > 0 else 1 << 30
+    if gpus:
+        fits = min(fits, int(have_gpu / gpus + 1e-9))
+    return max(1, fits)
+
+
+def storage_root(path: str) -> str:
+    """A storage location usable from every process: URIs as given, local paths absolute."""
+    return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
+def join(storage: str, *parts: str) -> str:
+    """``storage``/``part``/... for a local path or a URI."""
+    return "/".join([storage.rstrip("/"), *parts])

@@ -1027,7 +1027,7 @@ def sweep(
     import ray
     from ray import tune
 
-    from distributed_clr.data.storage import require_complete
+    from distributed_clr.storage.manifest import require_complete
     from distributed_clr.runtime import init_ray
     from distributed_clr.train.driver import check_run_name
 

@@ -1,6 +1,6 @@
 """Shared machinery of the batched augmentations: layouts, phi wrapping, jet axes, ordering.
 
-Conventions (see ``distributed_clr.data.loading.constituents``): ``x`` is (B, 2, N, 3) float
+Conventions (see ``distributed_clr.storage.reader.constituents``): ``x`` is (B, 2, N, 3) float
 holding (pT [GeV], eta, phi [rad]) of each jet's constituents in absolute coordinates, ``mask``
 is (B, 2, N) bool, True for real constituents; padding is exactly zero. Every function here is
 batched (no Python loop over events or constituents) and runs on whatever device ``x`` is on.

@@ -18,13 +18,49 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from distributed_clr.config.errors import ConfigError
+from distributed_clr.config.presets import get_preset
 from distributed_clr.config.schema import RunConfig, Section
 
 SEPARATOR = "."
 
+RENAMED: dict[str, str] = {
+    "train.optimizer": "train.optimizer.name",
+    "train.lr": "train.optimizer.lr",
+    "train.lr_scaling": "train.optimizer.lr_scaling",
+    "train.reference_batch_size": "train.optimizer.reference_batch_size",
+    "train.weight_decay": "train.optimizer.weight_decay",
+    "train.grad_clip": "train.optimizer.grad_clip",
+    "train.schedule": "train.schedule.name",
+    "train.warmup_epochs": "train.schedule.warmup_epochs",
+    "train.keep_checkpoints": "train.checkpoint.keep",
+    "train.max_failures": "train.faults.max_failures",
+    "train.fail_rank": "train.faults.fail_rank",
+    "train.fail_epoch": "train.faults.fail_epoch",
+    "evaluate.fcn_hidden": "evaluate.fcn.hidden",
+    "evaluate.fcn_dropout": "evaluate.fcn.dropout",
+    "evaluate.fcn_lr": "evaluate.fcn.lr",
+    "evaluate.fcn_epochs": "evaluate.fcn.epochs",
+    "evaluate.fcn_patience": "evaluate.fcn.patience",
+    "evaluate.fcn_batch_size": "evaluate.fcn.batch_size",
+    "evaluate.trans_bc": "evaluate.trans_bc.enabled",
+    "evaluate.trans_bc_epochs": "evaluate.trans_bc.epochs",
+    "evaluate.trans_bc_patience": "evaluate.trans_bc.patience",
+    "evaluate.trans_bc_lr": "evaluate.trans_bc.lr",
+    "evaluate.trans_bc_batch_size": "evaluate.trans_bc.batch_size",
+    "evaluate.trans_bc_device": "evaluate.trans_bc.device",
+    "evaluate.cwola_fractions": "evaluate.cwola.fractions",
+    "evaluate.signal_region": "evaluate.bumphunt.signal_region",
+    "evaluate.sideband_width": "evaluate.bumphunt.sideband_width",
+    "evaluate.bumphunt_efficiencies": "evaluate.bumphunt.efficiencies",
+    "evaluate.bumphunt_bin_width": "evaluate.bumphunt.bin_width",
+}
+"""Keys of earlier versions that now live elsewhere: old dotted key -> new dotted key."""
 
-class ConfigError(ValueError):
-    """An unknown key, an invalid value, or an unreadable config file."""
+REMOVED: dict[str, str] = {
+    "data.path": "the prepared dataset is named by each command's --data flag",
+}
+"""Keys of earlier versions that no longer exist, and why."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -52,6 +88,10 @@ def check_key(key: str, root: type[Section] = RunConfig) -> None:
     parts = key.split(SEPARATOR)
     if not all(parts):
         raise ConfigError(f"malformed config key '{key}': empty path element")
+    if root is RunConfig and key in RENAMED:
+        raise ConfigError(f"config key '{key}' was renamed to '{RENAMED[key]}'; use the new name")
+    if root is RunConfig and key in REMOVED:
+        raise ConfigError(f"config key '{key}' was removed: {REMOVED[key]}")
     section: type[Section] = root
     for depth, part in enumerate(parts):
         where = SEPARATOR.join(parts[:depth]) or "the top level"
@@ -234,8 +274,6 @@ def resolve_config(
     A YAML file may name its own base with a top-level ``preset:`` key; an explicit ``preset``
     argument wins over it.
     """
-    from distributed_clr.config.presets import get_preset
-
     file_values = [(str(path), load_yaml(path)) for path in files]
     base_name = preset
     if base_name is None:

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from distributed_clr.config.errors import ConfigError
 from distributed_clr.config.schema import (
     AugmentConfig,
+    CWoLaConfig,
     DataConfig,
     EvaluateConfig,
+    FaultConfig,
+    FCNConfig,
     GenerateConfig,
     LossConfig,
     ModelConfig,
+    OptimizerConfig,
     PrepareConfig,
     RayConfig,
     RunConfig,
+    ScheduleConfig,
     TrainConfig,
+    TransBCConfig,
 )
 
 
@@ -38,9 +45,8 @@ def paper_lhco() -> RunConfig:
         train=TrainConfig(
             epochs=500,
             batch_size=400,
-            optimizer="adam",
-            lr=1e-4,
-            schedule="constant",
+            optimizer=OptimizerConfig(name="adam", lr=1e-4),
+            schedule=ScheduleConfig(name="constant"),
             early_stopping_patience=20,
         ),
         ray=RayConfig(num_workers=1),
@@ -58,13 +64,11 @@ def demo() -> RunConfig:
         train=TrainConfig(
             epochs=10,
             batch_size=128,
-            optimizer="adam",
-            lr=1e-3,
-            schedule="cosine",
-            warmup_epochs=1,
+            optimizer=OptimizerConfig(name="adam", lr=1e-3),
+            schedule=ScheduleConfig(name="cosine", warmup_epochs=1),
             early_stopping_patience=5,
         ),
-        evaluate=EvaluateConfig(repeats=3, cwola_fractions=[0.0, 0.05, 0.1, 0.2, 0.5]),
+        evaluate=EvaluateConfig(repeats=3, cwola=CWoLaConfig(fractions=[0.0, 0.05, 0.1, 0.2, 0.5])),
         ray=RayConfig(num_workers=2),
     )
 
@@ -77,16 +81,17 @@ def debug() -> RunConfig:
         prepare=PrepareConfig(num_constituents=16, batch_events=256),
         model=ModelConfig(latent_dim=8, depth=1, heads=2, dropout=0.0, mlp_hidden=[32]),
         train=TrainConfig(
-            epochs=2, batch_size=32, lr=1e-3, early_stopping_patience=None, max_failures=1
+            epochs=2,
+            batch_size=32,
+            optimizer=OptimizerConfig(lr=1e-3),
+            early_stopping_patience=None,
+            faults=FaultConfig(max_failures=1),
         ),
         evaluate=EvaluateConfig(
             repeats=2,
-            fcn_epochs=20,
-            fcn_patience=3,
-            cwola_fractions=[0.0, 0.2, 0.5],
-            trans_bc_epochs=3,
-            trans_bc_patience=2,
-            trans_bc_batch_size=64,
+            fcn=FCNConfig(epochs=20, patience=3),
+            cwola=CWoLaConfig(fractions=[0.0, 0.2, 0.5]),
+            trans_bc=TransBCConfig(epochs=3, patience=2, batch_size=64),
         ),
         ray=RayConfig(num_workers=2, num_cpus=2),
     )
@@ -101,8 +106,6 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
 
 def get_preset(name: str) -> RunConfig:
     """A fresh copy of the named preset."""
-    from distributed_clr.config.load import ConfigError
-
     try:
         factory = PRESETS[name]
     except KeyError:

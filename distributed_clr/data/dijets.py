@@ -21,16 +21,17 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from distributed_clr.config.schema import PrepareConfig
-from distributed_clr.data.clustering import fastjet_module, momenta
-from distributed_clr.data.observables import kinematics, nsubjettiness, ratio
-from distributed_clr.data.particles import FloatArray, Particles, from_arrow
-from distributed_clr.data.schema import SPLITS, dijet_schema
 from distributed_clr.data.splits import assign_splits
+from distributed_clr.errors import UserError
+from distributed_clr.physics.clustering import fastjet_module, momenta
+from distributed_clr.physics.observables import kinematics, nsubjettiness, ratio
+from distributed_clr.physics.particles import FloatArray, Particles, from_arrow
+from distributed_clr.storage.formats import SPLITS, dijet_schema
 
 CUTS = ("fewer_than_two_jets", "jet_pt", "jet_eta")
 
 
-class BadEventsError(ValueError):
+class BadEventsError(UserError, ValueError):
     """Raw events that cannot be processed (non-finite or negative values)."""
 
 

@@ -18,17 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from distributed_clr.config.errors import ConfigError
 from distributed_clr.config.schema import GenerateConfig, RayConfig
-from distributed_clr.data.particles import to_arrow
-from distributed_clr.data.pythia import generate_events, pythia_settings
-from distributed_clr.data.schema import LABEL_BACKGROUND, LABEL_SIGNAL
-from distributed_clr.data.storage import (
-    Manifest,
-    ShardRecord,
-    resume_or_start,
-    write_parquet_atomic,
-)
+from distributed_clr.errors import UserError
+from distributed_clr.physics.particles import to_arrow
+from distributed_clr.physics.pythia import GenerationError, generate_events, pythia_settings
 from distributed_clr.progress import progress
+from distributed_clr.seeds import seed_sequence
+from distributed_clr.storage.files import write_parquet_atomic
+from distributed_clr.storage.formats import LABEL_BACKGROUND, LABEL_SIGNAL
+from distributed_clr.storage.manifest import Manifest, ShardRecord, resume_or_start
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +56,7 @@ def _dataset_tag(process: str, seed: int) -> int:
 
 def shard_seed(config: GenerateConfig, index: int) -> np.random.SeedSequence:
     """The seed sequence of shard ``index``: independent of the shard count and of other shards."""
-    process_key = zlib.crc32(config.process.encode())
-    return np.random.SeedSequence([config.seed, process_key], spawn_key=(index,))
+    return seed_sequence(config.seed, zlib.crc32(config.process.encode()), spawn_key=(index,))
 
 
 def event_ids(config: GenerateConfig, index: int, n: int) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -125,12 +123,12 @@ def generate(config: GenerateConfig, out: Path, ray_config: RayConfig) -> Manife
     from distributed_clr.runtime import init_ray
 
     if config.shards > MAX_SHARDS:
-        raise ValueError(f"at most {MAX_SHARDS} shards, got {config.shards}")
+        raise ConfigError(f"at most {MAX_SHARDS} shards, got {config.shards}")
     counts = events_per_shard(config.events, config.shards)
     if max(counts) >= MAX_EVENTS_PER_SHARD:
-        raise ValueError(f"at most {MAX_EVENTS_PER_SHARD - 1} events per shard; use more shards")
+        raise ConfigError(f"at most {MAX_EVENTS_PER_SHARD - 1} events per shard; use more shards")
     if min(counts) == 0:
-        raise ValueError(f"{config.events} events cannot fill {config.shards} shards")
+        raise ConfigError(f"{config.events} events cannot fill {config.shards} shards")
 
     out = Path(out)
     manifest = resume_or_start(out, "raw", config.model_dump(mode="json"))
@@ -159,7 +157,9 @@ def generate(config: GenerateConfig, out: Path, ray_config: RayConfig) -> Manife
                 except ray.exceptions.RayTaskError as err:
                     for ref in pending:
                         ray.cancel(ref)
-                    raise RuntimeError(f"generating shard {index} failed: {err}") from err
+                    if isinstance(err.cause, UserError):
+                        raise err.cause from None
+                    raise GenerationError(f"generating shard {index} failed: {err}") from err
                 manifest.shards.append(record)
                 manifest.write(out)
                 bar.update(record.rows)

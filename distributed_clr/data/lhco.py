@@ -26,15 +26,12 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from distributed_clr.data.particles import Particles, to_arrow
-from distributed_clr.data.schema import LABEL_UNKNOWN
-from distributed_clr.data.storage import (
-    Manifest,
-    ShardRecord,
-    resume_or_start,
-    write_parquet_atomic,
-)
+from distributed_clr.errors import UserError
+from distributed_clr.physics.particles import Particles, to_arrow
 from distributed_clr.progress import progress
+from distributed_clr.storage.files import write_parquet_atomic
+from distributed_clr.storage.formats import LABEL_UNKNOWN
+from distributed_clr.storage.manifest import Manifest, ShardRecord, resume_or_start
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +39,7 @@ FEATURES = 3  # pT, eta, phi per particle
 _ROW_BITS = 40  # event_id = file ordinal << 40 | row index
 
 
-class LHCOFormatError(ValueError):
+class LHCOFormatError(UserError, ValueError):
     """A file that is not in the LHC Olympics layout."""
 
 

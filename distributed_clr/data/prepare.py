@@ -25,16 +25,16 @@ import pyarrow.parquet as pq
 
 from distributed_clr.config.schema import PrepareConfig, RayConfig
 from distributed_clr.data.dijets import CutFlow, select_dijets
-from distributed_clr.data.schema import RAW_SCHEMA, SchemaError, check_schema
-from distributed_clr.data.storage import (
+from distributed_clr.progress import progress, progress_enabled
+from distributed_clr.storage.files import write_parquet_atomic
+from distributed_clr.storage.formats import RAW_SCHEMA, SchemaError, check_schema
+from distributed_clr.storage.manifest import (
     DatasetError,
     Manifest,
     ShardRecord,
     require_complete,
     resume_or_start,
-    write_parquet_atomic,
 )
-from distributed_clr.progress import progress, progress_enabled
 
 log = logging.getLogger(__name__)
 

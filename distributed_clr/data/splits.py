@@ -7,9 +7,9 @@ name is hashed once (BLAKE2b) into a 64-bit key; each event then gets
     h = splitmix64(event_id XOR key),   u = top 53 bits of h / 2^53  in [0, 1),
 
 and falls in train if u < f_train, in val if u < f_train + f_val, else in test. The fold is
-splitmix64(h) mod K, a second, independent draw. splitmix64 (Steele et al. 2014) is a bijective
-64-bit mixer with full avalanche, so u is uniform for any pattern of event ids, sequential
-ones included.
+splitmix64(h) mod K, a second, independent draw. splitmix64 (``seeds.splitmix64``) is a
+bijective 64-bit mixer with full avalanche, so u is uniform for any pattern of event ids,
+sequential ones included.
 """
 
 from __future__ import annotations
@@ -19,16 +19,7 @@ import hashlib
 import numpy as np
 import numpy.typing as npt
 
-U64 = npt.NDArray[np.uint64]
-
-
-def splitmix64(x: U64) -> U64:
-    """The splitmix64 finaliser, elementwise on uint64 (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+from distributed_clr.seeds import splitmix64
 
 
 def dataset_key(dataset: str, salt: str) -> np.uint64:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from distributed_clr.config.schema import FeatureSet
-from distributed_clr.data.loading import column_to_numpy
+from distributed_clr.storage.reader import column_to_numpy
 
 TableLike: TypeAlias = pa.Table | Mapping[str, Any]
 Float32Array = npt.NDArray[np.float32]

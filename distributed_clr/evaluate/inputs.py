@@ -35,9 +35,15 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from distributed_clr.config.schema import FeatureSet
-from distributed_clr.data.loading import column_to_numpy, constituents
-from distributed_clr.data.schema import LABEL_BACKGROUND, LABEL_SIGNAL, LABEL_UNKNOWN, SPLITS
-from distributed_clr.data.storage import DatasetError, require_complete, shard_paths
+from distributed_clr.storage.reader import column_to_numpy, constituents
+from distributed_clr.storage.formats import (
+    LABEL_BACKGROUND,
+    LABEL_SIGNAL,
+    LABEL_UNKNOWN,
+    SPLITS,
+)
+from distributed_clr.storage.manifest import DatasetError, require_complete
+from distributed_clr.storage.reader import shard_paths
 from distributed_clr.evaluate.features import FEATURE_COLUMNS, feature_matrix
 
 log = logging.getLogger(__name__)

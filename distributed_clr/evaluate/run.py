@@ -65,13 +65,8 @@ from distributed_clr.config.schema import (
     RunConfig,
     TrackingConfig,
 )
-from distributed_clr.data.storage import (
-    Manifest,
-    atomic_write_bytes,
-    require_complete,
-    sha256_file,
-    write_parquet_atomic,
-)
+from distributed_clr.storage.manifest import Manifest, require_complete
+from distributed_clr.storage.files import atomic_write_bytes, sha256_file, write_parquet_atomic
 from distributed_clr.evaluate import classifiers
 from distributed_clr.evaluate.cwola import bump_hunt, idealised_scan, repeat_seeds
 from distributed_clr.evaluate.inputs import (
@@ -130,7 +125,7 @@ class EncoderSource:
 
 def encoder_source(embeddings: Path) -> EncoderSource:
     """Read the embeddings' manifest and, if it still exists unchanged, their checkpoint."""
-    from distributed_clr.train.checkpoint import STATE_FILE, load_checkpoint
+    from distributed_clr.checkpoint import STATE_FILE, load_checkpoint
 
     manifest = require_complete(embeddings, "embedding")
     named = manifest.config.get("checkpoint")

@@ -21,6 +21,7 @@ __all__ = [
     "ProjectionHead",
     "TransformerEncoder",
     "build_encoder",
+    "build_model",
 ]
 
 
@@ -84,3 +85,11 @@ class ContrastiveModel(nn.Module):
         first, out = self.head(h)
         chosen: torch.Tensor = first if self.representation == "head1" else out
         return chosen
+
+
+def build_model(config: ModelConfig, constituents_per_jet: int) -> ContrastiveModel:
+    """The untrained contrastive model: fixed-constant normalisation, the encoder named by
+    ``config.name``, and the projection head (the one place that builds it)."""
+    from distributed_clr.augment.normalize import Normalizer
+
+    return ContrastiveModel(config, Normalizer(), constituents_per_jet)

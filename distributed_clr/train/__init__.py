@@ -1,7 +1,7 @@
 """Distributed contrastive pretraining: the per-worker loop, the Ray Train driver, optimisers
 and checkpoints."""
 
-from distributed_clr.train.checkpoint import TrainState, load_checkpoint, load_model
+from distributed_clr.checkpoint import TrainState, load_checkpoint, load_model
 from distributed_clr.train.driver import PretrainError, PretrainResult, pretrain
 
 __all__ = [

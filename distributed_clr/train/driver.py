@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from distributed_clr.config.schema import PrepareConfig, RunConfig
-from distributed_clr.data.storage import DatasetError, require_complete
-from distributed_clr.train.checkpoint import load_checkpoint
+from distributed_clr.storage.manifest import DatasetError, require_complete
+from distributed_clr.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def pretrain(
 def _datasets(config: RunConfig, data: Path) -> dict[str, Any]:
     import ray.data
 
-    from distributed_clr.data.loading import read_split
+    from distributed_clr.storage.reader import read_split
     from distributed_clr.progress import progress_enabled
 
     ray.data.DataContext.get_current().enable_progress_bars = progress_enabled()
@@ -388,7 +388,7 @@ def _log_final(
     mlflow_client.log_metric(run_id, "final_best_val_loss", result.best_val_loss)
     tracking.log_model(mlflow_client.tracking_uri, run_id, best)
     if log_embeddings:
-        from distributed_clr.evaluate.embed import embed
+        from distributed_clr.embed import embed
 
         with tempfile.TemporaryDirectory(prefix="dclr-embed-") as tmp:
             for split in (config.data.val_split, config.data.test_split):

@@ -44,15 +44,15 @@ from distributed_clr.augment import Augmenter, make_views
 from distributed_clr.config.schema import LossConfig, RunConfig, TrainConfig
 from distributed_clr.losses import SupConLoss, alignment, build_loss, uniformity
 from distributed_clr.models import ContrastiveModel
-from distributed_clr.train.checkpoint import (
+from distributed_clr.checkpoint import (
     TrainState,
-    build_model,
     capture_rng,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
     unwrap,
 )
+from distributed_clr.models import build_model
 from distributed_clr.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -342,7 +342,7 @@ def _batches(
     seed: int | None,
     extra: tuple[str, ...],
 ) -> Iterator[Batch]:
-    from distributed_clr.data.loading import DijetCollate
+    from distributed_clr.storage.reader import DijetCollate
 
     collate = DijetCollate(extra=extra, device=str(device) if device.type == "cuda" else None)
     buffer = config.data.shuffle_buffer if seed is not None else 0

@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distributed_clr.data.clustering import antikt_jets
-from distributed_clr.data.particles import from_arrow
-from distributed_clr.data.storage import shard_paths
+from distributed_clr.physics.clustering import antikt_jets
+from distributed_clr.physics.particles import from_arrow
+from distributed_clr.storage.reader import shard_paths
 
 
 def read_raw(directory: Path) -> pa.Table:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from distributed_clr.config import DetectorConfig
-from distributed_clr.data.detector import apply_detector, energy_resolution
-from distributed_clr.data.particles import Particles, wrap_phi
+from distributed_clr.physics.detector import apply_detector, energy_resolution
+from distributed_clr.physics.particles import Particles, wrap_phi
 
 
 def _particles(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, counts: list[int]) -> Particles:

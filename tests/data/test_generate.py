@@ -16,9 +16,9 @@ import pytest
 
 from distributed_clr.config import GenerateConfig, RayConfig
 from distributed_clr.data.generate import event_ids, events_per_shard, generate, shard_seed
-from distributed_clr.data.pythia import GenerationError, generate_events, pythia_settings
-from distributed_clr.data.schema import RAW_SCHEMA, check_schema
-from distributed_clr.data.storage import DatasetError, read_manifest, require_complete
+from distributed_clr.physics.pythia import GenerationError, generate_events, pythia_settings
+from distributed_clr.storage.formats import RAW_SCHEMA, check_schema
+from distributed_clr.storage.manifest import DatasetError, read_manifest, require_complete
 from tests.data.physics import histogram_peak, leading_dijets, read_raw
 
 DCLR = str(Path(sys.executable).parent / "dclr")

@@ -12,8 +12,8 @@ import pytest
 
 from distributed_clr.data import lhco
 from distributed_clr.data.lhco import LHCOFormatError, import_lhco
-from distributed_clr.data.schema import RAW_SCHEMA, check_schema
-from distributed_clr.data.storage import DatasetError, require_complete
+from distributed_clr.storage.formats import RAW_SCHEMA, check_schema
+from distributed_clr.storage.manifest import DatasetError, require_complete
 from tests.data.physics import read_raw
 
 PARTICLES = 700

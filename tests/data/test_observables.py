@@ -6,8 +6,8 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from distributed_clr.data.clustering import fastjet_module
-from distributed_clr.data.observables import delta_phi, kinematics, nsubjettiness, ratio
+from distributed_clr.physics.clustering import fastjet_module
+from distributed_clr.physics.observables import delta_phi, kinematics, nsubjettiness, ratio
 
 
 def _four(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from distributed_clr.data.particles import Particles, from_arrow, to_arrow
+from distributed_clr.physics.particles import Particles, from_arrow, to_arrow
 
 
 def _p(counts: list[int], start: float = 1.0) -> Particles:

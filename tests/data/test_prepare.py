@@ -12,12 +12,13 @@ import torch
 
 from distributed_clr.config import PrepareConfig, RayConfig
 from distributed_clr.data.dijets import BadEventsError, select_dijets
-from distributed_clr.data.loading import DijetCollate, constituents, iter_split, read_split
-from distributed_clr.data.particles import Particles, from_arrow, to_arrow
+from distributed_clr.storage.reader import DijetCollate, constituents, iter_split, read_split
+from distributed_clr.physics.particles import Particles, from_arrow, to_arrow
 from distributed_clr.data.prepare import prepare
-from distributed_clr.data.reference import reference_dijets
-from distributed_clr.data.schema import SchemaError, dijet_schema
-from distributed_clr.data.storage import DatasetError, Manifest, require_complete, shard_paths
+from distributed_clr.physics.reference import reference_dijets
+from distributed_clr.storage.formats import SchemaError, dijet_schema
+from distributed_clr.storage.manifest import DatasetError, Manifest, require_complete
+from distributed_clr.storage.reader import shard_paths
 from tests.data.physics import read_raw
 
 
@@ -242,7 +243,8 @@ def test_constituents_from_numpy() -> None:
 def _raw_dataset(directory: Path, table: pa.Table, dataset: str) -> None:
     directory.mkdir(parents=True)
     pq.write_table(table, directory / "shard-00000.parquet")
-    from distributed_clr.data.storage import ShardRecord, sha256_file
+    from distributed_clr.storage.manifest import ShardRecord
+    from distributed_clr.storage.files import sha256_file
 
     manifest = Manifest(
         kind="raw",

@@ -13,15 +13,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pytest
 
-from distributed_clr.data.loading import column_to_numpy
-from distributed_clr.data.schema import EMBEDDING_KEYS, embedding_schema
-from distributed_clr.data.storage import (
-    DatasetError,
-    Manifest,
-    ShardRecord,
-    shard_paths,
-    write_parquet_atomic,
-)
+from distributed_clr.storage.reader import column_to_numpy
+from distributed_clr.storage.formats import EMBEDDING_KEYS, embedding_schema
+from distributed_clr.storage.manifest import DatasetError, Manifest, ShardRecord
+from distributed_clr.storage.reader import shard_paths
+from distributed_clr.storage.files import write_parquet_atomic
 from distributed_clr.evaluate.features import feature_matrix
 from distributed_clr.evaluate.inputs import (
     EvaluationInputs,

@@ -23,11 +23,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from distributed_clr.config import EvaluateConfig, RayConfig, TrackingConfig, get_preset
-from distributed_clr.data.loading import column_to_numpy
+from distributed_clr.storage.reader import column_to_numpy
 from distributed_clr.evaluate import classifiers
 from distributed_clr.evaluate import run as run_module
 from distributed_clr.evaluate.cli import add_parser
-from distributed_clr.evaluate.embed import embed
+from distributed_clr.embed import embed
 from distributed_clr.evaluate.inputs import load_inputs
 from distributed_clr.evaluate.run import classify, cwola
 from tests.evaluate.test_inputs import write_embeddings
@@ -52,12 +52,8 @@ def encoder(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Encoder
     """A debug-preset model (untrained) saved as a checkpoint that names an MLflow pretraining
     run in a temporary SQLite store, and its embeddings of every split of ``prepared``."""
     from distributed_clr import tracking
-    from distributed_clr.train.checkpoint import (
-        TrainState,
-        build_model,
-        capture_rng,
-        save_checkpoint,
-    )
+    from distributed_clr.checkpoint import TrainState, capture_rng, save_checkpoint
+    from distributed_clr.models import build_model
     from distributed_clr.train.optim import build_optimizer, build_scheduler
 
     root = tmp_path_factory.mktemp("encoder")

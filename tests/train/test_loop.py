@@ -12,15 +12,15 @@ from torch import nn
 
 from distributed_clr.config import get_preset
 from distributed_clr.config.schema import RunConfig
-from distributed_clr.train.checkpoint import (
+from distributed_clr.checkpoint import (
     TrainState,
-    build_model,
     capture_rng,
     load_checkpoint,
     load_model,
     restore_rng,
     save_checkpoint,
 )
+from distributed_clr.models import build_model
 from distributed_clr.train.loop import Trainer, contrastive_loss, epoch_seed
 from tests.multiproc import run_on_ranks
 

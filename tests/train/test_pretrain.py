@@ -176,7 +176,7 @@ def test_bad_inputs_fail_before_training(prepared: Path, tmp_path: Path) -> None
         pretrain(_config(tmp_path, "train.batch_size=100000"), prepared, "too-big")
     with pytest.raises(ValueError, match="invalid run name"):
         pretrain(_config(tmp_path), prepared, "../escape")
-    from distributed_clr.data.storage import DatasetError
+    from distributed_clr.storage.manifest import DatasetError
 
     with pytest.raises(DatasetError, match="does not exist"):
         pretrain(_config(tmp_path), tmp_path / "nowhere", "x")

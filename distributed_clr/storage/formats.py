@@ -1,4 +1,4 @@
-"""Arrow schemas of the on-disk formats (ARCHITECTURE.md, "File formats"), and their checks.
+"""Arrow schemas of the on-disk formats (docs/architecture.md, "File formats"), and their checks.
 
 Raw events hold one row per collision event with the final-state particles as variable-length
 lists; prepared dijets hold fixed-size constituent arrays; embeddings hold one vector per event.
@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+
+from distributed_clr.errors import UserError
 
 SCHEMA_VERSION = 1
 
@@ -29,7 +31,7 @@ RAW_SCHEMA = pa.schema(
 """Raw events: final-state particles (massless) in GeV and radians, any number per event."""
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """A file whose columns or types differ from the format it should have."""
 
 

@@ -1,36 +1,34 @@
-"""Datasets on disk: atomic shard writes, checksums, and the manifest that makes stages resumable.
+"""The stage record ``manifest.json``: it makes every stage resumable and every dataset checkable.
 
-A dataset is a directory of Parquet shards plus ``manifest.json``. Shards are written under a
-temporary name and renamed when complete, so a reader never sees half a file. The manifest lists
-every finished shard (file, rows, sha256, per-shard statistics) and is rewritten atomically after
-each one by the process that drives the stage, with ``complete: false`` until the last shard is
-in. Rerunning the same command therefore skips the shards the manifest lists (after checking
-their checksum) and redoes the rest; a rerun with a different configuration is refused rather
-than mixing two datasets in one directory.
+A dataset is a directory of Parquet shards plus ``manifest.json``. The manifest lists every
+finished shard (file, rows, sha256, per-shard statistics) and is rewritten atomically after each
+one by the process that drives the stage, with ``complete: false`` until the last shard is in.
+
+Two policies use the same record:
+
+* ``resume_or_start`` (data stages, embeddings): rerunning the same command keeps the shards the
+  manifest lists (after checking their checksum) and redoes the rest; a rerun with a different
+  configuration is refused rather than mixing two datasets in one directory.
+* ``reuse_or_run`` (results without shards, e.g. an evaluation the demo runs): a complete record
+  made with the same identity returns its stored result; any other is replaced by a new run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import hashlib
-import io
 import json
 import logging
-import os
 import shlex
 import sys
-import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from distributed_clr import __version__
-from distributed_clr.data.schema import SCHEMA_VERSION
+from distributed_clr.errors import UserError
+from distributed_clr.storage.files import atomic_write_text, sha256_file
+from distributed_clr.storage.formats import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -50,55 +48,8 @@ def current_command() -> str:
     return shlex.join(_command if _command is not None else ["dclr", *sys.argv[1:]])
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """A dataset directory that is missing, incomplete, corrupted or made by another config."""
-
-
-# ------------------------------------------------------------------------------------------------
-# atomic files
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either absent, old, or complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with tmp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def write_parquet_atomic(table: pa.Table, path: Path, *, row_group_size: int = 4096) -> str:
-    """Write ``table`` as Parquet atomically; returns the file's sha256 (hex).
-
-    The bytes depend only on the table and the library versions, so equal tables give equal
-    checksums (generation is checked for reproducibility this way).
-    """
-    sink = io.BytesIO()
-    pq.write_table(
-        table,
-        sink,
-        compression="zstd",
-        row_group_size=row_group_size,
-        write_statistics=True,
-        store_schema=True,
-    )
-    data = sink.getvalue()
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -179,7 +130,7 @@ class Manifest:
 
     def write(self, directory: Path) -> None:
         text = json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
-        atomic_write_bytes(directory / MANIFEST, text.encode())
+        atomic_write_text(directory / MANIFEST, text)
 
 
 def read_manifest(directory: Path) -> Manifest | None:
@@ -221,7 +172,8 @@ def resume_or_start(directory: Path, kind: str, config: dict[str, Any]) -> Manif
     """Start a dataset in ``directory``, or resume the one there if it was made the same way.
 
     Shards listed in an existing manifest whose file is missing or whose checksum differs are
-    dropped from it, so they get redone.
+    dropped from it, so they get redone. The returned manifest stays ``complete`` only when it
+    was complete and every shard checked out, so a stage can return it at once.
     """
     manifest = read_manifest(directory)
     if manifest is None:
@@ -245,12 +197,33 @@ def resume_or_start(directory: Path, kind: str, config: dict[str, Any]) -> Manif
             kept.append(shard)
         else:
             log.warning("shard %s is missing or corrupted; it will be redone", path)
+    manifest.complete = manifest.complete and len(kept) == len(manifest.shards)
     manifest.shards = kept
-    manifest.complete = False
     return manifest
 
 
-def shard_paths(directory: Path, kind: str) -> list[Path]:
-    """The shard files of a finished dataset, in name order, as its manifest lists them."""
-    manifest = require_complete(Path(directory), kind)
-    return [Path(directory) / shard.file for shard in sorted(manifest.shards, key=lambda s: s.file)]
+def reuse_or_run(
+    directory: Path, kind: str, identity: dict[str, Any], work: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """The result recorded in ``directory`` if a complete record of ``kind`` was made with
+    ``identity``; else ``work()``'s result, recorded there (replacing any other record)."""
+    try:
+        manifest = read_manifest(directory)
+    except DatasetError as err:
+        log.warning("%s; it will be replaced", err)
+        manifest = None
+    if (
+        manifest is not None
+        and manifest.kind == kind
+        and manifest.complete
+        and manifest.config == identity
+        and "result" in manifest.summary
+    ):
+        log.info("reusing %s", directory)
+        result: dict[str, Any] = manifest.summary["result"]
+        return result
+    result = work()
+    directory.mkdir(parents=True, exist_ok=True)
+    record = Manifest(kind=kind, config=identity, summary={"result": result}, complete=True)
+    record.write(directory)
+    return result

@@ -17,9 +17,10 @@ import awkward as ak
 import numpy as np
 
 from distributed_clr.config.schema import GenerateConfig
-from distributed_clr.data.clustering import leading_jet_pt
-from distributed_clr.data.detector import apply_detector
-from distributed_clr.data.particles import Particles
+from distributed_clr.errors import RunError, UserError
+from distributed_clr.physics.clustering import leading_jet_pt
+from distributed_clr.physics.detector import apply_detector
+from distributed_clr.physics.particles import Particles
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,12 @@ LIGHT_QUARKS = (1, 2, 3, 4)  # d, u, s, c
 X_ID, Y_ID, WPRIME_ID = 35, 36, 34  # Pythia's H0, A0 and W' slots, re-purposed as X, Y, W'
 
 
-class GenerationError(RuntimeError):
-    """Pythia refused a setting, failed to initialise, or could not produce events."""
+class GenerationError(RunError, RuntimeError):
+    """Pythia could not produce events."""
+
+
+class PythiaSettingsError(UserError, GenerationError):
+    """Pythia refused a setting or failed to initialise with the settings given."""
 
 
 def pythia_settings(config: GenerateConfig, seed: int | None) -> list[str]:
@@ -88,9 +93,9 @@ def _make_pythia(settings: list[str]) -> Any:
     pythia = pythia8mc.Pythia("", False)  # no banner
     rejected = [line for line in settings if not pythia.readString(line)]
     if rejected:
-        raise GenerationError(f"Pythia rejected the settings: {rejected}")
+        raise PythiaSettingsError(f"Pythia rejected the settings: {rejected}")
     if not pythia.init():
-        raise GenerationError(
+        raise PythiaSettingsError(
             "Pythia failed to initialise; the settings were:\n  " + "\n  ".join(settings)
         )
     return pythia

@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from distributed_clr.config.schema import PrepareConfig
-from distributed_clr.data.clustering import fastjet_module
-from distributed_clr.data.observables import MAX_SUBJETS, delta_phi, rapidity
-from distributed_clr.data.particles import Particles
+from distributed_clr.physics.clustering import fastjet_module
+from distributed_clr.physics.observables import MAX_SUBJETS, delta_phi, rapidity
+from distributed_clr.physics.particles import Particles
 
 
 @dataclass

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from distributed_clr.config.schema import DetectorConfig
-from distributed_clr.data.particles import FloatArray, Particles, wrap_phi
+from distributed_clr.physics.particles import FloatArray, Particles, wrap_phi
 
 
 def energy_resolution(energy: FloatArray, config: DetectorConfig) -> FloatArray:

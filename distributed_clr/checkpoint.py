@@ -15,6 +15,7 @@ A checkpoint is a directory:
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from dataclasses import asdict, dataclass, field
@@ -26,12 +27,15 @@ from torch import nn
 
 from distributed_clr.config.load import to_yaml
 from distributed_clr.config.schema import RunConfig
-from distributed_clr.data.storage import atomic_write_bytes
+from distributed_clr.errors import UserError
+from distributed_clr.models import build_model
+from distributed_clr.storage.files import atomic_write_bytes, atomic_write_text
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 
 __all__ = [
+    "CheckpointError",
     "TrainState",
     "capture_rng",
     "load_checkpoint",
@@ -40,6 +44,10 @@ __all__ = [
     "save_checkpoint",
     "unwrap",
 ]
+
+
+class CheckpointError(UserError, FileNotFoundError):
+    """A directory that is not a readable checkpoint."""
 
 
 @dataclass
@@ -114,14 +122,13 @@ def save_checkpoint(
         "train_state": asdict(state),
         "rng": rng,
     }
-    tmp = directory / f".{STATE_FILE}.tmp"
-    torch.save(payload, tmp)
-    tmp.replace(directory / STATE_FILE)
-    config_json = json.dumps(config.model_dump(mode="json"), indent=1)
-    atomic_write_bytes(directory / CONFIG_FILE, config_json.encode())
-    atomic_write_bytes(directory / "config.yaml", to_yaml(config).encode())
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(directory / STATE_FILE, buffer.getvalue())
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(config.model_dump(mode="json"), indent=1))
+    atomic_write_text(directory / "config.yaml", to_yaml(config))
     last = state.history[-1] if state.history else {}
-    atomic_write_bytes(directory / "metrics.json", json.dumps(last, indent=1).encode())
+    atomic_write_text(directory / "metrics.json", json.dumps(last, indent=1))
     return directory
 
 
@@ -129,7 +136,7 @@ def read_config(directory: str | Path) -> RunConfig:
     """The run configuration stored in a checkpoint directory."""
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a checkpoint: {CONFIG_FILE} is missing")
+        raise CheckpointError(f"{directory} is not a checkpoint: {CONFIG_FILE} is missing")
     return RunConfig.model_validate(json.loads(path.read_text()))
 
 
@@ -138,19 +145,11 @@ def load_checkpoint(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     path = directory / STATE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a checkpoint: {STATE_FILE} is missing")
+        raise CheckpointError(f"{directory} is not a checkpoint: {STATE_FILE} is missing")
     payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     payload["config"] = read_config(directory)
     payload["train_state"] = TrainState(**payload["train_state"])
     return payload
-
-
-def build_model(config: RunConfig) -> nn.Module:
-    """The untrained model a run configuration describes (one place builds it)."""
-    from distributed_clr.augment.normalize import Normalizer
-    from distributed_clr.models import ContrastiveModel
-
-    return ContrastiveModel(config.model, Normalizer(), config.prepare.num_constituents)
 
 
 def load_model(
@@ -159,6 +158,6 @@ def load_model(
     """The trained model of a checkpoint, in eval mode on ``device``, and its configuration."""
     payload = load_checkpoint(directory)
     config: RunConfig = payload["config"]
-    model = build_model(config)
+    model = build_model(config.model, config.prepare.num_constituents)
     model.load_state_dict(payload["model"])
     return model.to(device).eval(), config

@@ -1,12 +1,13 @@
-"""Batch inference: prepared dijets -> embedding shards, with a trained checkpoint.
+"""``dclr embed``: prepared dijets -> embedding shards, with a trained checkpoint.
 
-Ray Data streams the prepared shards through a pool of actors that each hold the model once
-(``map_batches`` with a callable class, on CPU or one GPU per actor); the driver receives only
-the embeddings (D floats per event) and writes them as shards of at most ``rows_per_shard``
-events, each atomically, then the manifest. The output directory is an ``embedding`` dataset
-(ARCHITECTURE.md): the event's keys (dataset, event_id), label, process, split, fold, m_jj and
-``embedding`` [D]. Rerunning with the same checkpoint and data reuses a complete output; an
-interrupted one is redone from the start (embedding is fast next to training).
+Ray Data streams the prepared shards (``storage.reader.ray_dataset``) through a pool of actors
+that each hold the model once (``map_batches`` with a callable class, on CPU or one GPU per
+actor); the driver receives only the embeddings (D floats per event) and writes them as shards
+of at most ``rows_per_shard`` events, each atomically, then the manifest. The output directory
+is an ``embedding`` dataset (docs/architecture.md): the event's keys (dataset, event_id), label,
+process, split, fold, m_jj and ``embedding`` [D]. The manifest (``storage.manifest``) names the
+checkpoint and data: rerunning with the same ones reuses a complete, verified output; an
+interrupted or damaged one is redone from the start (embedding is fast next to training).
 """
 
 from __future__ import annotations
@@ -23,21 +24,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from distributed_clr.checkpoint import STATE_FILE, CheckpointError, load_model
 from distributed_clr.config.schema import RayConfig
-from distributed_clr.data.loading import constituents
-from distributed_clr.data.schema import EMBEDDING_KEYS, SPLITS, embedding_schema
-from distributed_clr.data.storage import (
+from distributed_clr.models import ContrastiveModel
+from distributed_clr.storage.files import sha256_file, write_parquet_atomic
+from distributed_clr.storage.formats import EMBEDDING_KEYS, SPLITS, embedding_schema
+from distributed_clr.storage.manifest import (
     DatasetError,
     Manifest,
     ShardRecord,
-    read_manifest,
     require_complete,
-    sha256_file,
-    shard_paths,
-    write_parquet_atomic,
+    resume_or_start,
 )
-from distributed_clr.models import ContrastiveModel
-from distributed_clr.train.checkpoint import STATE_FILE, load_model
+from distributed_clr.storage.reader import check_splits, constituents, ray_dataset
 
 log = logging.getLogger(__name__)
 
@@ -95,49 +94,31 @@ def embed(
     """Embed ``splits`` (default all) of the prepared dataset ``data`` with ``checkpoint``."""
     import ray
     import ray.data
-    from ray.data.expressions import col
 
     from distributed_clr.runtime import init_ray
 
     checkpoint, data, out = Path(checkpoint).resolve(), Path(data).resolve(), Path(out)
     if not (checkpoint / STATE_FILE).is_file():
-        raise FileNotFoundError(
-            f"{checkpoint} is not a checkpoint directory ({STATE_FILE} missing)"
-        )
-    chosen = list(splits) if splits is not None else list(SPLITS)
-    unknown = sorted(set(chosen) - set(SPLITS))
-    if unknown:
-        raise ValueError(f"unknown split(s) {unknown}; splits are {', '.join(SPLITS)}")
+        raise CheckpointError(f"{checkpoint} is not a checkpoint directory ({STATE_FILE} missing)")
+    chosen = check_splits(splits if splits is not None else SPLITS)
     data_manifest = require_complete(data, "dijet")
     available = data_manifest.summary.get("splits", {})
     if not any(available.get(s, 0) for s in chosen):
         raise DatasetError(f"{data} has no events in split(s) {', '.join(chosen)}")
-    identity = _identity(checkpoint, data_manifest, chosen)
-    existing = read_manifest(out)
-    if existing is not None:
-        if existing.kind == "embedding" and existing.config == identity and existing.complete:
-            log.info("reusing the embeddings in %s", out)
-            return existing
-        if existing.kind != "embedding" or existing.config != identity:
-            raise DatasetError(
-                f"{out} already holds a '{existing.kind}' dataset made from another checkpoint "
-                "or data; choose another --out directory (nothing there was changed)"
-            )
-        for shard in existing.shards:
-            (out / shard.file).unlink(missing_ok=True)
-    elif out.exists() and any(out.glob("*.parquet")):
-        raise DatasetError(f"{out} holds Parquet files but no manifest; choose an empty --out")
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(kind="embedding", config=identity)
+    manifest = resume_or_start(out, "embedding", _identity(checkpoint, data_manifest, chosen))
+    if manifest.complete:
+        log.info("reusing the embeddings in %s", out)
+        return manifest
+    for shard in manifest.shards:  # shards follow Ray's output order: an unfinished run restarts
+        (out / shard.file).unlink(missing_ok=True)
+    manifest.shards = []
     manifest.write(out)
 
     init_ray(ray_config)
     use_gpu = ray_config.use_gpu
     free = ray.available_resources()  # type: ignore[no-untyped-call]
     size = actors or max(1, min(4, int(free.get("GPU" if use_gpu else "CPU", 1))))
-    paths = [str(p) for p in shard_paths(data, "dijet")]
-    ds = ray.data.read_parquet(paths).select_columns(list(INPUT_COLUMNS))
-    ds = ds.filter(expr=col("split").is_in(chosen)) if len(chosen) < len(SPLITS) else ds
+    ds = ray_dataset(data, "dijet", splits=chosen, columns=INPUT_COLUMNS)
     ds = ds.map_batches(
         Embedder,
         fn_constructor_kwargs={

@@ -24,8 +24,8 @@ import awkward as ak
 import numpy as np
 import numpy.typing as npt
 
-from distributed_clr.data.clustering import fastjet_module
-from distributed_clr.data.particles import FloatArray, IntArray
+from distributed_clr.physics.clustering import fastjet_module
+from distributed_clr.physics.particles import FloatArray, IntArray
 
 MAX_SUBJETS = 3
 # FastJet's largest allowed radius: reclustering with it puts each jet's constituents in one tree.

@@ -9,7 +9,7 @@ import awkward as ak
 import numpy as np
 import numpy.typing as npt
 
-from distributed_clr.data.particles import Particles
+from distributed_clr.physics.particles import Particles
 
 log = logging.getLogger(__name__)
 

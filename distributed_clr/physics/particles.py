@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from distributed_clr.data.schema import RAW_SCHEMA
+from distributed_clr.storage.formats import RAW_SCHEMA
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -1,0 +1,141 @@
+"""Config sections of the evaluation: the classifiers (FCN, Trans+BC), CWoLa and the bump hunt."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, model_validator
+
+from distributed_clr.config.base import (
+    CLASSIFIERS,
+    FEATURE_SETS,
+    ClassifierName,
+    FeatureSet,
+    Fraction,
+    PositiveFloat,
+    PositiveInt,
+    Section,
+    Seed,
+)
+
+# ------------------------------------------------------------------------------------------------
+# evaluate
+
+
+def _default_fractions() -> list[float]:
+    return [0.0, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.2, 0.5, 1.0]
+
+
+class FCNConfig(Section):
+    """The fully connected network (FCN) of the classifier tests and CWoLa."""
+
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 32])
+    """Hidden layer sizes."""
+    dropout: Fraction = 0.1
+    """Dropout (off at test time)."""
+    lr: PositiveFloat = 1e-3
+    """Adam learning rate."""
+    epochs: PositiveInt = 200
+    """Maximum epochs."""
+    patience: PositiveInt = 10
+    """Early stopping patience on the loss of the validation part carved from the train split."""
+    batch_size: PositiveInt = 256
+    """Events per optimiser step."""
+
+
+class TransBCConfig(Section):
+    """Trans+BC, the supervised reference: the encoder architecture trained end to end on the
+    labelled constituents with binary cross-entropy."""
+
+    enabled: bool = True
+    """Train Trans+BC in ``evaluate classify`` (needs the prepared data)."""
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 50
+    """Maximum epochs."""
+    patience: Annotated[int, Field(ge=1, le=1_000)] = 5
+    """Early stopping patience: epochs without a better loss on the validation part carved from
+    the train split."""
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    """Adam learning rate."""
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 256
+    """Events per optimiser step."""
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    """Training device: 'cuda' needs a GPU, 'auto' takes one if present."""
+
+
+class CWoLaConfig(Section):
+    """The idealised CWoLa scan."""
+
+    fractions: list[Fraction] = Field(default_factory=_default_fractions)
+    """Signal fractions f of sample 2."""
+
+    @model_validator(mode="after")
+    def _no_nan(self) -> Self:
+        if any(math.isnan(f) for f in self.fractions):
+            raise ValueError("fractions contains NaN")
+        return self
+
+
+class BumpHuntConfig(Section):
+    """The CWoLa bump hunt in m_jj."""
+
+    signal_region: tuple[PositiveFloat, PositiveFloat] = (3_300.0, 3_700.0)
+    """Signal region in m_jj [GeV]."""
+    sideband_width: PositiveFloat = 200.0
+    """Width of each sideband next to the signal region [GeV]."""
+    efficiencies: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [1.0, 0.1, 0.01]
+    )
+    """Cuts: each keeps this fraction of the signal-region and sideband events with the highest
+    classifier scores (1.0: no cut)."""
+    bin_width: Annotated[float, Field(gt=0, le=5_000)] = 100.0
+    """Largest m_jj bin width of the spectra and the sideband fit [GeV]."""
+    sqrt_s: PositiveFloat = 13_000.0
+    """Centre-of-mass energy [GeV] that scales m_jj in the dijet function, x = m_jj / sqrt(s)."""
+    min_sideband_events: PositiveInt = 10
+    """Below this many sideband events after a cut no fit is tried (B and Z are NaN)."""
+
+    @model_validator(mode="after")
+    def _region_ordered(self) -> Self:
+        low, high = self.signal_region
+        if not low < high:
+            raise ValueError(f"signal_region must be (low, high) with low < high, got {low, high}")
+        if high + self.sideband_width >= self.sqrt_s:
+            raise ValueError(
+                f"the upper sideband ends at {high + self.sideband_width:g} GeV, not below "
+                f"sqrt_s = {self.sqrt_s:g} GeV"
+            )
+        return self
+
+
+class EvaluateConfig(Section):
+    """Classifier tests, CWoLa scans and the bump hunt on a representation."""
+
+    feature_sets: list[FeatureSet] = Field(default_factory=lambda: list(FEATURE_SETS))
+    """Feature sets compared."""
+    classifiers: list[ClassifierName] = Field(default_factory=lambda: list(CLASSIFIERS))
+    """Classifiers: linear (LCT) and the fully connected network (FCN)."""
+    repeats: PositiveInt = 5
+    """Independent seeds (or folds) per measurement; results give mean and spread."""
+    min_background: PositiveInt = 20
+    """SIC is only reported where the background efficiency rests on this many test events."""
+    seed: Seed = 0
+    """Seed of sampling and classifier initialisation."""
+    classify_resampling: Literal["seeds", "folds"] = "seeds"
+    """How ``evaluate classify`` repeats each measurement ``repeats`` times: 'seeds' trains on
+    the whole train split with seeds seed, seed + 1, ...; 'folds' also leaves out the train
+    events of one prepared fold per repeat (a jackknife), so the spread includes the training
+    sample's. The LCT is deterministic: with 'seeds' its spread is 0."""
+    tprs: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [0.2, 0.3, 0.5, 0.7]
+    )
+    """Signal efficiencies at which the FPR and the rejection 1 / FPR are reported (0.5 is
+    always added: FPR at TPR 0.5 is a headline metric)."""
+    fcn: FCNConfig = Field(default_factory=FCNConfig)
+    """The FCN classifier."""
+    trans_bc: TransBCConfig = Field(default_factory=TransBCConfig)
+    """The Trans+BC baseline."""
+    cwola: CWoLaConfig = Field(default_factory=CWoLaConfig)
+    """The idealised CWoLa scan."""
+    bumphunt: BumpHuntConfig = Field(default_factory=BumpHuntConfig)
+    """The CWoLa bump hunt."""

@@ -1,0 +1,207 @@
+"""Config sections of the data stages (generate, prepare, the loaders) and of the infrastructure
+(MLflow tracking, the Ray cluster)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, model_validator
+
+from distributed_clr.config.base import (
+    Fraction,
+    NonNegFloat,
+    NonNegInt,
+    PositiveFloat,
+    PositiveInt,
+    PythiaValue,
+    Section,
+    Seed,
+)
+
+# ------------------------------------------------------------------------------------------------
+# data
+
+
+class DataConfig(Section):
+    """Where prepared datasets live and how the loaders read them."""
+
+    train_split: str = "train"
+    """Split used for training."""
+    val_split: str = "val"
+    """Split used for validation (early stopping, checkpoint selection)."""
+    test_split: str = "test"
+    """Split held out for final evaluation; never used for any choice."""
+    max_events: PositiveInt | None = None
+    """Read at most this many events per split (quick runs); None reads everything."""
+    shuffle_buffer: NonNegInt = 10_000
+    """Events in the per-worker local shuffle buffer (0 disables shuffling)."""
+    prefetch_batches: NonNegInt = 2
+    """Batches fetched ahead of the training step."""
+    cache: bool = True
+    """Keep the selected columns of the train and val splits in Ray's object store after the
+    first read, so later epochs do not re-read and re-decode Parquet (Ray spills to disk when
+    the store is full, so memory stays bounded)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# generate
+
+
+class DetectorConfig(Section):
+    """Parametric detector response applied to generated final-state particles."""
+
+    enabled: bool = True
+    """Apply the detector response; off gives truth-level particles."""
+    eta_max: PositiveFloat = 2.5
+    """Particles with |eta| above this are outside the acceptance and dropped."""
+    pt_min: NonNegFloat = 0.5
+    """Particles below this transverse momentum after smearing are dropped [GeV]."""
+    stochastic: NonNegFloat = 0.5
+    """Stochastic term a of the energy resolution sigma_E/E = a/sqrt(E) (+) b/E (+) c."""
+    noise: NonNegFloat = 0.5
+    """Noise term b of the energy resolution [GeV]."""
+    constant: NonNegFloat = 0.03
+    """Constant term c of the energy resolution."""
+    cell_eta: PositiveFloat = 0.0174
+    """Calorimeter cell size in eta; positions are smeared by cell / sqrt(12)."""
+    cell_phi: PositiveFloat = 0.0174
+    """Calorimeter cell size in phi [rad]; positions are smeared by cell / sqrt(12)."""
+
+
+class GenerateConfig(Section):
+    """Event generation with Pythia 8 at the LHC."""
+
+    process: Literal["qcd_dijet", "wprime_xy"] = "qcd_dijet"
+    """Physics process: QCD dijets or W' -> X(qq) Y(qq)."""
+    events: PositiveInt = 10_000
+    """Events to write (after the trigger, when it is applied)."""
+    shards: PositiveInt = 4
+    """Output shards; one Ray task each."""
+    seed: Seed = 1
+    """Master seed; every shard derives its own independent seed from it (and the process)."""
+    sqrt_s: PositiveFloat = 13_000.0
+    """Proton-proton centre-of-mass energy [GeV]."""
+    pthat_min: PositiveFloat = 800.0
+    """Minimum hard-process pT for QCD dijets [GeV]. At 800 GeV, 3.0 +- 0.5% of events passing
+    the 1.2 TeV trigger are lost to this cut (15% at 1 TeV); see
+    benchmarks/pthat_trigger_study.py."""
+    trigger: bool = True
+    """Apply the LHC Olympics trigger (leading anti-kT jet pT above trigger_pt)."""
+    trigger_pt: PositiveFloat = 1_200.0
+    """Trigger threshold on the leading jet pT [GeV]."""
+    trigger_radius: PositiveFloat = 1.0
+    """Anti-kT radius of the trigger jets."""
+    wprime_mass: PositiveFloat = 3_500.0
+    """W' pole mass [GeV]."""
+    wprime_window: PositiveFloat = 1_000.0
+    """Half-width of the generated W' mass window [GeV]."""
+    x_mass: PositiveFloat = 500.0
+    """Mass of X (the heavier daughter) [GeV]."""
+    y_mass: PositiveFloat = 100.0
+    """Mass of Y (the lighter daughter) [GeV]."""
+    x_width: PositiveFloat = 0.01
+    """Width of X [GeV]; narrow, as in the LHC Olympics R&D signal."""
+    y_width: PositiveFloat = 0.01
+    """Width of Y [GeV]."""
+    chunk_events: Annotated[int, Field(ge=16, le=5_000)] = 500
+    """Most events Pythia generates per batch (a batch holds ~0.2 MB per event in memory)."""
+    mpi: bool = True
+    """Multi-parton interactions."""
+    isr: bool = True
+    """Initial-state radiation."""
+    fsr: bool = True
+    """Final-state radiation."""
+    pythia_settings: dict[str, PythiaValue] = Field(default_factory=dict)
+    """Raw Pythia settings, e.g. {'PhaseSpace:pTHatMax': '3000'}; applied last, so they win."""
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    """Detector response."""
+
+    @model_validator(mode="after")
+    def _masses_fit(self) -> Self:
+        if self.x_mass + self.y_mass >= self.wprime_mass:
+            raise ValueError(
+                f"x_mass + y_mass ({self.x_mass} + {self.y_mass} GeV) must be below "
+                f"wprime_mass ({self.wprime_mass} GeV) for the decay to be allowed"
+            )
+        if self.wprime_window >= self.wprime_mass:
+            raise ValueError("wprime_window must be smaller than wprime_mass")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------
+# prepare
+
+
+class PrepareConfig(Section):
+    """Clustering, dijet selection, observables and split assignment."""
+
+    jet_radius: PositiveFloat = 0.8
+    """Anti-kT jet radius."""
+    select_by: Literal["mass", "pt"] = "mass"
+    """Which two jets: the two heaviest, heavier first (the seed paper's choice), or the two
+    hardest, harder first."""
+    candidate_pt_min: NonNegFloat = 20.0
+    """Jets below this pT are not candidates for selection [GeV]."""
+    num_constituents: PositiveInt = 50
+    """Constituents kept per jet (hardest first, zero-padded)."""
+    jet_pt_min: NonNegFloat = 800.0
+    """Both selected jets need pT above this [GeV]."""
+    jet_pt_max: PositiveFloat = 3_000.0
+    """Both selected jets need pT below this [GeV]."""
+    jet_eta_max: PositiveFloat = 3.0
+    """Both selected jets need |eta| below this."""
+    train_fraction: Fraction = 0.6
+    """Fraction of events assigned to the train split."""
+    val_fraction: Fraction = 0.2
+    """Fraction assigned to the validation split; the rest is test."""
+    num_folds: Annotated[int, Field(ge=2, le=100)] = 5
+    """Number of cross-validation folds assigned alongside the split."""
+    split_salt: str = "dclr-v1"
+    """Salt of the split hash; changing it reshuffles every split."""
+    batch_events: PositiveInt = 2_048
+    """Events per Ray Data batch in clustering."""
+
+    @model_validator(mode="after")
+    def _fractions(self) -> Self:
+        if self.train_fraction + self.val_fraction > 1.0 + 1e-12:
+            raise ValueError(
+                f"train_fraction + val_fraction = {self.train_fraction + self.val_fraction} "
+                "exceeds 1"
+            )
+        if self.jet_pt_max <= self.jet_pt_min:
+            raise ValueError("jet_pt_max must be above jet_pt_min")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------
+# tracking and ray
+
+
+class TrackingConfig(Section):
+    """MLflow tracking."""
+
+    enabled: bool = True
+    """Log to MLflow at all."""
+    uri: str | None = None
+    """Tracking URI; None uses MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working dir."""
+    experiment: str = "distributed_clr"
+    """MLflow experiment name."""
+    system_metrics: bool = True
+    """Record CPU/GPU/memory system metrics with the run."""
+
+
+class RayConfig(Section):
+    """The Ray cluster and the resources a training run asks for."""
+
+    address: str | None = None
+    """Cluster address; None uses RAY_ADDRESS, else starts a local Ray."""
+    num_workers: PositiveInt = 2
+    """Training workers (DDP ranks)."""
+    use_gpu: bool = False
+    """One GPU per worker, nccl backend; otherwise CPU with gloo."""
+    cpus_per_worker: PositiveFloat = 1.0
+    """CPUs reserved per training worker."""
+    storage_path: str = "ray_results"
+    """Where Ray Train keeps checkpoints and results (local path or URI)."""
+    num_cpus: PositiveInt | None = None
+    """CPUs of a local Ray session; None lets Ray count them."""

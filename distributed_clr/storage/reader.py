@@ -1,0 +1,181 @@
+"""The one way to read a dataset's shards: Ray Data for the cluster, Arrow streaming in process.
+
+Every stage that reads a dataset (pretraining, embedding, evaluation) comes through here:
+
+* ``shard_paths`` lists the shards of a *complete* dataset of the expected kind, as its manifest
+  names them, so a half-written or foreign directory is refused with a clear message;
+* ``ray_dataset`` gives a Ray Dataset of the chosen splits and columns (training shards it over
+  workers with ``get_dataset_shard``, embedding maps a model over it);
+* ``iter_tables`` streams the chosen splits and columns as Arrow tables of bounded size, without
+  Ray (evaluation, small tools).
+
+Both check that the requested columns exist before anything is read. ``constituents`` and
+``DijetCollate`` turn Arrow batches of prepared dijets into tensors: the flat (B, 2N) pt/eta/phi
+columns become a (B, 2, N, 3) float32 tensor in (pT [GeV], eta, phi) order plus a (B, 2, N)
+boolean mask of real (non-padding) constituents. Fixed-size lists are reshaped without copying;
+Ray's numpy batch format would turn them into slow object arrays, so batches stay in Arrow until
+here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.dataset as pads
+import torch
+
+from distributed_clr.storage.formats import SPLITS
+from distributed_clr.storage.manifest import DatasetError, require_complete
+
+__all__ = [
+    "CONSTITUENT_COLUMNS",
+    "DijetCollate",
+    "check_splits",
+    "column_to_numpy",
+    "constituents",
+    "iter_tables",
+    "ray_dataset",
+    "shard_paths",
+]
+
+CONSTITUENT_COLUMNS = ("pt", "eta", "phi")
+FEATURES = 3
+BATCH_ROWS = 65_536
+"""Rows per Arrow table ``iter_tables`` yields (at most)."""
+
+
+def check_splits(splits: Sequence[str]) -> list[str]:
+    """``splits`` as a list, refusing names other than train, val and test."""
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise DatasetError(f"unknown split(s) {unknown}; splits are {', '.join(SPLITS)}")
+    return list(splits)
+
+
+def shard_paths(directory: str | Path, kind: str) -> list[Path]:
+    """The shard files of a finished dataset of ``kind``, in name order, as its manifest lists
+    them."""
+    directory = Path(directory)
+    manifest = require_complete(directory, kind)
+    return [directory / shard.file for shard in sorted(manifest.shards, key=lambda s: s.file)]
+
+
+def _check_columns(schema: pa.Schema, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise DatasetError(f"{what} lacks column(s) {missing}; it has {schema.names}")
+
+
+def ray_dataset(
+    directory: str | Path,
+    kind: str,
+    *,
+    splits: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+) -> Any:
+    """A Ray Dataset of ``splits`` (default: all) of a ``kind`` dataset, with only ``columns``
+    (default: all)."""
+    import pyarrow.parquet as pq
+    import ray.data
+    from ray.data.expressions import col
+
+    paths = [p.resolve() for p in shard_paths(directory, kind)]
+    chosen = None if splits is None else check_splits(splits)
+    if columns is not None:
+        schema = pq.read_schema(paths[0]) if paths else pa.schema([])
+        _check_columns(schema, [*columns, *(["split"] if chosen else [])], f"dataset {directory}")
+    ds = ray.data.read_parquet([str(p) for p in paths])
+    if chosen is not None and set(chosen) != set(SPLITS):
+        ds = ds.filter(expr=col("split").is_in(chosen))
+    if columns is not None:
+        ds = ds.select_columns(list(columns))
+    return ds
+
+
+def iter_tables(
+    directory: str | Path,
+    kind: str,
+    *,
+    splits: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pa.Table]:
+    """Stream ``splits`` (default: all) of a ``kind`` dataset as Arrow tables of at most
+    ``batch_rows`` rows, with only ``columns`` (default: all); empty batches are skipped."""
+    paths = shard_paths(directory, kind)
+    dataset = pads.dataset([str(p) for p in paths], format="parquet")
+    chosen = None if splits is None else check_splits(splits)
+    if columns is not None or chosen is not None:
+        wanted = [*(columns or []), *(["split"] if chosen is not None else [])]
+        _check_columns(dataset.schema, wanted, f"{kind} dataset {directory}")
+    scanner = dataset.scanner(
+        columns=None if columns is None else list(columns),
+        filter=None if chosen is None else pads.field("split").isin(chosen),
+        batch_size=batch_rows,
+    )
+    for batch in scanner.to_batches():
+        if batch.num_rows:
+            yield pa.Table.from_batches([batch])
+
+
+def column_to_numpy(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any]:
+    """A column as numpy; fixed-size lists become 2-D arrays (rows, width) without copying."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_fixed_size_list(array.type):
+        width = array.type.list_size
+        values: npt.NDArray[Any] = array.flatten().to_numpy(zero_copy_only=False)
+        return values.reshape(len(array), width)
+    return np.asarray(array.to_numpy(zero_copy_only=False))
+
+
+def constituents(
+    batch: Mapping[str, npt.NDArray[Any]] | pa.Table, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, mask): x (B, 2, N, 3) float32 as (pT, eta, phi); mask (B, 2, N), True for particles."""
+    if isinstance(batch, pa.Table):
+        arrays = {name: column_to_numpy(batch.column(name)) for name in CONSTITUENT_COLUMNS}
+    else:
+        arrays = {name: np.asarray(batch[name]) for name in CONSTITUENT_COLUMNS}
+    pt = arrays["pt"]
+    if pt.ndim != 2 or pt.shape[1] % 2:
+        raise ValueError(f"constituent columns must be (B, 2N), got shape {pt.shape}")
+    b, width = pt.shape
+    stacked = np.stack([arrays[name] for name in CONSTITUENT_COLUMNS], axis=-1)
+    x = torch.as_tensor(stacked.astype(np.float32, copy=False)).view(b, 2, width // 2, FEATURES)
+    mask = x[..., 0] > 0
+    if device is not None:
+        x, mask = x.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+    return x, mask
+
+
+def _collate_base() -> type:
+    from ray.data.collate_fn import ArrowBatchCollateFn
+
+    base: type = ArrowBatchCollateFn
+    return base
+
+
+class DijetCollate(_collate_base()):  # type: ignore[misc]
+    """``iter_torch_batches(collate_fn=DijetCollate(...))``: Arrow batch -> dict of tensors.
+
+    Returns ``x`` (B, 2, N, 3), ``mask`` (B, 2, N) and each of ``extra`` (e.g. label, mjj) as a
+    tensor, all on ``device``.
+    """
+
+    def __init__(self, extra: Sequence[str] = ("label",), device: str | None = None) -> None:
+        self.extra = tuple(extra)
+        self.device = device
+
+    def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
+        x, mask = constituents(batch, self.device)
+        out = {"x": x, "mask": mask}
+        for name in self.extra:
+            # A copy: Arrow's buffers are read-only and torch wants writable memory.
+            tensor = torch.from_numpy(np.array(column_to_numpy(batch.column(name))))
+            out[name] = tensor.to(self.device) if self.device is not None else tensor
+        return out
