@@ -29,9 +29,10 @@ install: $(STAMP)  ## create .venv and install the project with its dev tools
 demo: $(STAMP)  ## run the main job end to end on generated data (local Ray, SQLite MLflow)
 	$(BIN)/dclr demo $(DEMO_ARGS)
 
-lint: $(STAMP)  ## ruff lint and format check
+lint: $(STAMP)  ## ruff lint and format check, and the import-layer contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)  ## mypy (strict) on the package
 	$(BIN)/mypy

@@ -31,8 +31,8 @@ from distributed_clr.data.generate import event_ids
 from distributed_clr.physics.particles import from_arrow, to_arrow
 from distributed_clr.physics.pythia import generate_events
 from distributed_clr.physics.reference import reference_dijets
-from distributed_clr.storage.manifest import Manifest, ShardRecord
 from distributed_clr.storage.files import write_parquet_atomic
+from distributed_clr.storage.manifest import Manifest, ShardRecord
 
 
 def make_events(n: int, seed: int) -> pa.Table:

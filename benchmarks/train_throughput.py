@@ -32,9 +32,9 @@ import torch
 
 from distributed_clr.config import apply_overrides, get_preset
 from distributed_clr.config.schema import PrepareConfig, RunConfig
+from distributed_clr.storage.files import write_parquet_atomic
 from distributed_clr.storage.formats import PER_JET, dijet_schema
 from distributed_clr.storage.manifest import Manifest, ShardRecord
-from distributed_clr.storage.files import write_parquet_atomic
 
 
 def synthetic_dataset(directory: Path, events: int, constituents: int, seed: int = 0) -> Path:
@@ -94,16 +94,24 @@ def synthetic_dataset(directory: Path, events: int, constituents: int, seed: int
 def bare_loop(config: RunConfig, data: Path, epochs: int) -> float:
     """A plain PyTorch loop over the same events (read once into memory with pyarrow, no Ray),
     one process, one thread."""
-    from distributed_clr.storage.reader import constituents, iter_split
     from distributed_clr.models import build_model
-    from distributed_clr.train.loop import Trainer
+    from distributed_clr.storage.reader import constituents, iter_tables
+    from distributed_clr.train.trainer import Trainer
 
     torch.manual_seed(config.train.seed)
-    train_rows = sum(t.num_rows for t in iter_split(data, "train", ["split"]))
+    train_rows = sum(t.num_rows for t in iter_tables(data, "dijet", splits=["train"]))
     steps = train_rows // config.train.batch_size
-    trainer = Trainer(build_model(config), config, torch.device("cpu"), steps_per_epoch=steps)
+    trainer = Trainer(
+        build_model(config.model, config.prepare.num_constituents),
+        train=config.train,
+        loss=config.loss,
+        augment=config.augment,
+        device=torch.device("cpu"),
+        steps_per_epoch=steps,
+    )
     generator = torch.Generator().manual_seed(0)
-    table = pa.concat_tables(iter_split(data, "train", ["pt", "eta", "phi", "label"]))
+    columns = ["pt", "eta", "phi", "label"]
+    table = pa.concat_tables(iter_tables(data, "dijet", splits=["train"], columns=columns))
     size = config.train.batch_size
 
     def batches() -> Iterator[dict[str, torch.Tensor]]:

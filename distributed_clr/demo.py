@@ -5,9 +5,10 @@ generate (QCD + W') -> prepare (dijets) -> pretrain (Ray Train, ``ray.num_worker
 features, plus Trans+BC) -> idealised CWoLa scan over a few signal fractions; everything is
 logged to MLflow under the pretraining run.
 
-Stages run in order and each writes its results under ``out`` with a manifest (or a stage
-record); a rerun reuses every stage that finished with the same configuration and redoes the
-rest. ``scale`` multiplies every stage's event count.
+Stages run in order and each writes its results under ``out`` with its stage record
+(``manifest.json``); a rerun reuses every stage that finished with the same configuration and
+redoes the rest. ``scale`` multiplies every stage's event count. The CLI prints the result
+(``cli/demo.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,16 @@ from distributed_clr.config import RunConfig, apply_overrides, to_flat_dict
 from distributed_clr.config.schema import ClassifierName
 from distributed_clr.data.generate import generate
 from distributed_clr.data.prepare import prepare
-from distributed_clr.storage.files import atomic_write_bytes
+from distributed_clr.embed import embed
+from distributed_clr.evaluate import classify, cwola
+from distributed_clr.runtime import init_ray
+from distributed_clr.storage.manifest import reuse_or_run
+from distributed_clr.train import pretrain
 
 log = logging.getLogger(__name__)
 
+EVALUATION = "evaluation"
+"""The stage-record kind of the demo's classify and CWoLa outputs (``storage.manifest``)."""
 SIGNAL_SHARE = 0.25
 """Signal events generated per QCD event (the samples are mixed later at any fraction)."""
 
@@ -41,33 +48,11 @@ class DemoResult:
     timings: dict[str, float] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
     classify: dict[str, Any] = field(default_factory=dict)
-    """``evaluate.run.classify``'s summary."""
+    """``evaluate.classify``'s summary."""
     cwola: dict[str, Any] = field(default_factory=dict)
-    """``evaluate.run.cwola``'s summary (idealised scan)."""
+    """``evaluate.cwola``'s summary (idealised scan)."""
     mlflow_run_id: str | None = None
     tracking_uri: str | None = None
-
-
-STAGE_RECORD = "stage.json"
-
-
-def _reuse_or_run(
-    directory: Path, identity: dict[str, Any], work: Callable[[], dict[str, Any]]
-) -> dict[str, Any]:
-    """The result recorded in ``directory/stage.json`` if it was made with ``identity``, else
-    ``work()``'s result, recorded there."""
-    record = directory / STAGE_RECORD
-    if record.exists():
-        saved = json.loads(record.read_text())
-        if saved.get("identity") == identity:
-            log.info("reusing %s", directory)
-            result: dict[str, Any] = saved["result"]
-            return result
-    result = work()
-    directory.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"identity": identity, "result": result}, default=str)
-    atomic_write_bytes(record, text.encode())
-    return result
 
 
 def run_name(config: RunConfig) -> str:
@@ -85,21 +70,14 @@ def scaled(config: RunConfig, scale: float) -> RunConfig:
     return apply_overrides(config, [("generate.events", events)])
 
 
-def run_demo(
-    config: RunConfig, out: Path, scale: float = 1.0, *, stop_after_prepare: bool = False
-) -> DemoResult:
-    """Run every stage (see the module docstring) under ``out``; ``stop_after_prepare`` ends
-    after the data stages."""
-    import math
-
-    from distributed_clr.runtime import init_ray
-
+def run_demo(config: RunConfig, out: Path, scale: float = 1.0) -> DemoResult:
+    """Run every stage (see the module docstring) under ``out``."""
     config = scaled(config, scale)
     out = Path(out)
     result = DemoResult(out)
-    if not stop_after_prepare:  # one session for every stage, big enough for training
-        workers = config.ray.num_workers * config.ray.cpus_per_worker
-        init_ray(config.ray, min_cpus=math.ceil(workers) + 1)
+    # One Ray session for every stage, big enough for training.
+    workers = config.ray.num_workers * config.ray.cpus_per_worker
+    init_ray(config.ray, min_cpus=math.ceil(workers) + 1)
     raw_dirs = []
     for process, share in (("qcd_dijet", 1.0), ("wprime_xy", SIGNAL_SHARE)):
         events = max(config.generate.shards, round(config.generate.events * share))
@@ -116,16 +94,11 @@ def run_demo(
     result.timings["prepare"] = time.perf_counter() - start
     result.facts["dijet events"] = dijets.rows
     result.facts["splits"] = dijets.summary["splits"]
-    if not stop_after_prepare:
-        _learn_and_evaluate(config, out, result)
+    _learn_and_evaluate(config, out, result)
     return result
 
 
 def _learn_and_evaluate(config: RunConfig, out: Path, result: DemoResult) -> None:
-    from distributed_clr.embed import embed
-    from distributed_clr.evaluate.run import classify, cwola
-    from distributed_clr.train import pretrain
-
     config = apply_overrides(config, [("ray.storage_path", str((out / "ray_results").resolve()))])
     start = time.perf_counter()
     trained = pretrain(config, out / "dijets", run_name(config))
@@ -143,8 +116,9 @@ def _learn_and_evaluate(config: RunConfig, out: Path, result: DemoResult) -> Non
     identity = {"embeddings": manifest.config, "evaluate": config.evaluate.model_dump(mode="json")}
 
     start = time.perf_counter()
-    result.classify = _reuse_or_run(
+    result.classify = reuse_or_run(
         out / "classify",
+        EVALUATION,
         identity,
         lambda: classify(
             config.evaluate,
@@ -159,8 +133,9 @@ def _learn_and_evaluate(config: RunConfig, out: Path, result: DemoResult) -> Non
     result.timings["classify"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    result.cwola = _reuse_or_run(
+    result.cwola = reuse_or_run(
         out / "cwola",
+        EVALUATION,
         identity,
         lambda: cwola(
             config.evaluate,
@@ -177,46 +152,3 @@ def _learn_and_evaluate(config: RunConfig, out: Path, result: DemoResult) -> Non
 
 
 DEMO_CWOLA_CLASSIFIER: ClassifierName = "fcn"
-
-
-def summary_lines(result: DemoResult) -> list[str]:
-    """The demo's results as a text table: classifier AUCs and max SIC per feature set, and
-    the CWoLa AUC per signal fraction."""
-    lines: list[str] = []
-    classified = result.classify.get("results", {})
-    if classified:
-        lines.append("supervised classifiers on the test split (mean +- std over repeats):")
-        lines.append(f"  {'features / classifier':<28} {'AUC':>15} {'max SIC':>15}")
-        for key, entry in classified.items():
-            stats = entry["aggregate"]
-            auc, sic = stats.get("auc", {}), stats.get("max_sic", {})
-            lines.append(f"  {key:<28} {_pm(auc):>15} {_pm(sic):>15}")
-    scans = result.cwola.get("results", {})
-    if scans:
-        fractions = result.cwola.get("fractions", [])
-        head = "".join(f"{f'f={f:g}':>10}" for f in fractions)
-        lines.append("")
-        lines.append(
-            f"CWoLa (idealised, {result.cwola.get('classifier', '?')}): test AUC against the "
-            "signal fraction f"
-        )
-        lines.append(f"  {'features':<12}{head}")
-        for feature_set, scan in scans.items():
-            aggregated = scan.get("aggregated", {})
-            cells = "".join(
-                f"{_mean(aggregated.get(f'{f:g}', {}).get('auc', {})):>10}" for f in fractions
-            )
-            lines.append(f"  {feature_set:<12}{cells}")
-    return lines
-
-
-def _mean(stats: dict[str, Any]) -> str:
-    mean = stats.get("mean")
-    return "n/a" if mean is None else f"{mean:.3f}"
-
-
-def _pm(stats: dict[str, Any]) -> str:
-    mean, std = stats.get("mean"), stats.get("std")
-    if mean is None:
-        return "n/a"
-    return f"{mean:.3f} +- {std or 0:.3f}"

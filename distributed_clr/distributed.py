@@ -29,17 +29,6 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def is_main() -> bool:
-    """True on rank 0: the process that logs, writes artifacts and reports."""
-    return rank() == 0
-
-
-def barrier() -> None:
-    """Wait for every rank; a no-op without a process group."""
-    if is_distributed():
-        dist.barrier()
-
-
 class _AllGatherWithGrad(torch.autograd.Function):
     """Concatenate every rank's tensor along dim 0, letting gradients flow back to each source.
 
@@ -106,3 +95,12 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     out = value.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out / world_size()
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's picklable ``obj``, in rank order; ``[obj]`` without a process group."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out

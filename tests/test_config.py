@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_paper_preset_holds_the_seed_paper_settings() -> None:
     )
     assert c.model.width is None  # width follows the latent size, as in the paper
     assert c.loss.temperature == 0.1
-    assert (c.train.batch_size, c.train.lr, c.train.optimizer) == (400, 1e-4, "adam")
+    assert (c.train.batch_size, c.train.optimizer.lr, c.train.optimizer.name) == (400, 1e-4, "adam")
     assert c.train.early_stopping_patience == 20
     assert c.train.batch_size * c.ray.num_workers == 400  # the paper's global batch
 
@@ -75,16 +76,16 @@ def test_overrides_parse_yaml_values() -> None:
         get_preset("demo"),
         [
             "train.batch_size=4096",
-            "train.lr=1e-4",
-            "train.grad_clip=null",
+            "train.optimizer.lr=1e-4",
+            "train.optimizer.grad_clip=null",
             "augment.pipeline=[rotate, distort]",
             "model.name=mlp",
             "generate.pythia_settings.PartonLevel:MPI=off",
         ],
     )
     assert c.train.batch_size == 4096
-    assert c.train.lr == pytest.approx(1e-4)
-    assert c.train.grad_clip is None
+    assert c.train.optimizer.lr == pytest.approx(1e-4)
+    assert c.train.optimizer.grad_clip is None
     assert c.augment.pipeline == ["rotate", "distort"]
     assert c.model.name == "mlp"
     assert c.generate.pythia_settings == {"PartonLevel:MPI": "off"}
@@ -105,14 +106,17 @@ def test_later_overrides_win() -> None:
         ("model.latent_dim.x=3", r"'model\.latent_dim' is a value, not a section"),
         ("model.latent_dim=-3", r"'model\.latent_dim': -3 \(.*greater than or equal to 4"),
         ("model.latent_dim=1024", r"'model\.latent_dim': 1024 \(.*less than or equal to 512"),
-        ("train.optimizer=sgd", r"'train\.optimizer': 'sgd' \(.*'adam', 'adamw', 'lars' or 'lamb'"),
+        (
+            "train.optimizer.name=sgd",
+            r"'train\.optimizer\.name': 'sgd' \(.*'adam', 'adamw', 'lars' or 'lamb'",
+        ),
         ("train.batch_size=abc", r"'train\.batch_size': 'abc'"),
         ("loss.temperature=0", r"'loss\.temperature': 0 "),
         ("model.heads=3", r"invalid config in 'model': heads \(3\) must divide"),
         ("generate.x_mass=4000", r"must be below wprime_mass"),
         ("prepare.train_fraction=0.9", r"exceeds 1"),
-        ("train.fail_rank=1", r"fail_rank and fail_epoch must be set together"),
-        ("evaluate.signal_region=[3700, 3300]", r"low < high"),
+        ("train.faults.fail_rank=1", r"fail_rank and fail_epoch must be set together"),
+        ("evaluate.bumphunt.signal_region=[3700, 3300]", r"low < high"),
         ("latent_dim", r"must look like key\.path=value"),
         ("=3", r"must look like key\.path=value"),
         ("model..name=x", r"empty path element"),
@@ -121,6 +125,36 @@ def test_later_overrides_win() -> None:
 def test_bad_overrides_name_the_key_and_what_is_allowed(override: str, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         resolve_config("demo", overrides=[override])
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("train.lr", "train.optimizer.lr"),
+        ("train.optimizer", "train.optimizer.name"),
+        ("train.warmup_epochs", "train.schedule.warmup_epochs"),
+        ("train.fail_rank", "train.faults.fail_rank"),
+        ("train.keep_checkpoints", "train.checkpoint.keep"),
+        ("evaluate.fcn_epochs", "evaluate.fcn.epochs"),
+        ("evaluate.trans_bc", "evaluate.trans_bc.enabled"),
+        ("evaluate.cwola_fractions", "evaluate.cwola.fractions"),
+        ("evaluate.signal_region", "evaluate.bumphunt.signal_region"),
+    ],
+)
+def test_renamed_keys_name_their_new_place(old: str, new: str, tmp_path: Path) -> None:
+    message = rf"config key '{re.escape(old)}' was renamed to '{re.escape(new)}'"
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("demo", overrides=[f"{old}=1"])
+    section, _, key = old.partition(".")
+    path = tmp_path / "old.yaml"
+    path.write_text(f"{section}:\n  {key}: 1\n")
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("demo", files=[path])
+
+
+def test_removed_keys_say_why() -> None:
+    with pytest.raises(ConfigError, match=r"'data\.path' was removed: .*--data"):
+        resolve_config("demo", overrides=["data.path=/x"])
 
 
 def test_all_errors_are_reported_at_once() -> None:
@@ -149,11 +183,11 @@ def test_yaml_file_merges_over_preset_and_names_its_base(tmp_path: Path) -> None
     c = resolve_config(files=[path])
     assert c.train.batch_size == 1024
     assert c.model.latent_dim == 64
-    assert c.train.lr == 1e-4  # the rest comes from paper_lhco
+    assert c.train.optimizer.lr == 1e-4  # the rest comes from paper_lhco
     # An explicit preset wins over the file's, and overrides win over the file.
     c = resolve_config("demo", files=[path], overrides=["train.batch_size=8"])
     assert c.train.batch_size == 8
-    assert c.train.lr == get_preset("demo").train.lr
+    assert c.train.optimizer.lr == get_preset("demo").train.optimizer.lr
 
 
 @pytest.mark.parametrize(

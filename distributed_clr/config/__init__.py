@@ -3,6 +3,7 @@
 from distributed_clr.config.errors import ConfigError
 from distributed_clr.config.load import (
     RENAMED,
+    RESUMABLE_CHANGES,
     apply_overrides,
     check_key,
     from_flat_dict,
@@ -40,6 +41,7 @@ from distributed_clr.config.schema import (
 __all__ = [
     "PRESETS",
     "RENAMED",
+    "RESUMABLE_CHANGES",
     "AugmentConfig",
     "BumpHuntConfig",
     "CWoLaConfig",

@@ -57,6 +57,12 @@ RENAMED: dict[str, str] = {
 }
 """Keys of earlier versions that now live elsewhere: old dotted key -> new dotted key."""
 
+RESUMABLE_CHANGES = ("train.epochs", "train.faults.", "tracking.", "ray.")
+"""Config keys (exact, or prefixes ending in '.') a rerun of a run may change without starting
+a different experiment: more epochs, another retry or fault-injection setting, other resources
+or tracking. A pretraining run, a sweep and an evaluation reopened by name may differ in these
+params only."""
+
 REMOVED: dict[str, str] = {
     "data.path": "the prepared dataset is named by each command's --data flag",
 }

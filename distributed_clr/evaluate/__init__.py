@@ -1,80 +1,36 @@
-"""Evaluating representations: feature sets, LCT/FCN classifiers, metrics, CWoLa, plots.
+"""The evaluation stage: how good is a representation? Classifier tests, CWoLa, the bump hunt.
 
-``features`` turns prepared dijets or embedding shards into matrices; ``classifiers`` is the one
-fit loop of the linear classifier test (LCT) and the fully connected network (FCN);
-``metrics`` gives AUC, SIC (with its minimum-background rule) and rejections; ``cwola`` runs the
-idealised CWoLa scan and the CWoLa bump hunt in m_jj; ``plots`` draws the figures.
+The two drivers, ``classify`` (``evaluate classify``) and ``cwola`` (``evaluate cwola``, the
+idealised scan or the bump hunt), read an embedding dataset and the prepared dijets it was made
+from, train the classifiers of ``distributed_clr.classifiers`` on each feature set, measure them
+with ``distributed_clr.stats``, and leave ``summary.json``, ``scores.parquet``, plots and an
+MLflow child run of the encoder's run. The modules, one concern each:
+
+* ``inputs``: embeddings joined to the prepared data; ``features``: the feature matrices.
+* ``provenance``: the encoder's checkpoint and MLflow run, the evaluation's run.
+* ``idealised`` and ``bumphunt``: the two CWoLa measurements; ``classify`` and ``weak``: the
+  drivers; ``report``: the files and the run's metrics; ``plots``: the figures.
 """
 
 from __future__ import annotations
 
-from distributed_clr.evaluate.classifiers import fit_predict, fit_predict_folds
-from distributed_clr.evaluate.cwola import (
-    BumpHuntResult,
-    CutResult,
-    ScanPoint,
-    ScanResult,
-    SidebandFit,
-    bump_hunt,
-    dijet_expected_counts,
-    fit_dijet_function,
-    idealised_samples,
-    idealised_scan,
-    local_significance,
-    max_sample_size,
-    mjj_bins,
-    repeat_seeds,
-)
-from distributed_clr.evaluate.features import (
-    FEATURE_COLUMNS,
-    event_space,
-    feature_matrix,
-    highlevel,
-    latent,
-)
-from distributed_clr.evaluate.metrics import (
-    aggregate,
-    binary_metrics,
-    roc_curve,
-    sic_curve,
-)
-from distributed_clr.evaluate.plots import (
-    plot_cwola_scan,
-    plot_latent_projection,
-    plot_mjj_spectra,
-    plot_rejection,
-    plot_sic,
-)
+from distributed_clr.classifiers import TRANS_BC
+from distributed_clr.evaluate.bumphunt import BumpHuntResult, CutResult
+from distributed_clr.evaluate.classify import classify
+from distributed_clr.evaluate.errors import EvaluationError
+from distributed_clr.evaluate.idealised import ScanPoint, ScanResult
+from distributed_clr.evaluate.inputs import EvaluationInputs
+from distributed_clr.evaluate.weak import CwolaMode, cwola
 
 __all__ = [
-    "FEATURE_COLUMNS",
+    "TRANS_BC",
     "BumpHuntResult",
     "CutResult",
+    "CwolaMode",
+    "EvaluationError",
+    "EvaluationInputs",
     "ScanPoint",
     "ScanResult",
-    "SidebandFit",
-    "aggregate",
-    "binary_metrics",
-    "bump_hunt",
-    "dijet_expected_counts",
-    "event_space",
-    "feature_matrix",
-    "fit_dijet_function",
-    "fit_predict",
-    "fit_predict_folds",
-    "highlevel",
-    "idealised_samples",
-    "idealised_scan",
-    "latent",
-    "local_significance",
-    "max_sample_size",
-    "mjj_bins",
-    "plot_cwola_scan",
-    "plot_latent_projection",
-    "plot_mjj_spectra",
-    "plot_rejection",
-    "plot_sic",
-    "repeat_seeds",
-    "roc_curve",
-    "sic_curve",
+    "classify",
+    "cwola",
 ]

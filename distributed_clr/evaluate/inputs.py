@@ -1,14 +1,15 @@
 """The inputs of an evaluation: embeddings joined to the prepared dijets they were made from.
 
-``load_inputs(embeddings, data, feature_sets, splits)`` streams the embedding shards (only the
-columns needed, only the splits asked for) and, where a feature set needs the prepared events
-('event', 'highlevel', or the raw 'constituents' of the Trans+BC baseline), streams the same
-splits of the prepared dataset, turning each batch into its feature matrix at once so that no
-constituent column is held as Arrow. The two are joined on the event key (dataset, event_id)
-with sorting and ``searchsorted`` per dataset (no per-event Python loop), and the join is
-checked both ways: every embedded event must be in the data and every event of those splits in
-the data must be embedded, with equal ``label`` and ``mjj``; anything else means the embeddings
-were made from other data, and is an error naming an example event.
+``load_inputs(embeddings, data, feature_sets, splits)`` streams the embedding shards with
+``storage.reader.iter_tables`` (only the columns needed, only the splits asked for) and, where
+a feature set needs the prepared events ('event', 'highlevel', or the raw 'constituents' of the
+Trans+BC baseline), streams the same splits of the prepared dataset, turning each batch into
+its feature matrix at once so that no constituent column is held as Arrow. The two are joined
+on the event key (dataset, event_id) with sorting and ``searchsorted`` per dataset (no
+per-event Python loop), and the join is checked both ways: every embedded event must be in the
+data and every event of those splits in the data must be embedded, with equal ``label`` and
+``mjj``; anything else means the embeddings were made from other data, and is an error naming
+an example event.
 
 ``labelled(inputs, split, purpose)`` is the gate of supervised use (classifier tests, the
 idealised CWoLa scan): events with label -1 (unknown, e.g. a black box) are left out with a
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 from distributed_clr.config.schema import FeatureSet
-from distributed_clr.storage.reader import column_to_numpy, constituents
+from distributed_clr.evaluate.errors import EvaluationError
+from distributed_clr.evaluate.features import FEATURE_COLUMNS, feature_matrix
 from distributed_clr.storage.formats import (
     LABEL_BACKGROUND,
     LABEL_SIGNAL,
@@ -43,8 +44,7 @@ from distributed_clr.storage.formats import (
     SPLITS,
 )
 from distributed_clr.storage.manifest import DatasetError, require_complete
-from distributed_clr.storage.reader import shard_paths
-from distributed_clr.evaluate.features import FEATURE_COLUMNS, feature_matrix
+from distributed_clr.storage.reader import column_to_numpy, constituents, iter_tables
 
 log = logging.getLogger(__name__)
 
@@ -132,23 +132,6 @@ class EvaluationInputs:
 # reading
 
 
-def _scan(
-    paths: Sequence[Path], columns: Sequence[str], splits: Sequence[str] | None, what: str
-) -> Iterator[pa.Table]:
-    dataset = pads.dataset([str(p) for p in paths], format="parquet")
-    missing = [c for c in (*columns, "split") if c not in dataset.schema.names]
-    if missing:
-        raise DatasetError(f"{what} lacks column(s) {missing}; it has {dataset.schema.names}")
-    scanner = dataset.scanner(
-        columns=list(columns),
-        filter=None if splits is None else pads.field("split").isin(list(splits)),
-        batch_size=BATCH_ROWS,
-    )
-    for batch in scanner.to_batches():
-        if batch.num_rows:
-            yield pa.Table.from_batches([batch])
-
-
 def _concat(parts: list[npt.NDArray[Any]], empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return np.concatenate(parts) if parts else empty
 
@@ -156,11 +139,9 @@ def _concat(parts: list[npt.NDArray[Any]], empty: npt.NDArray[Any]) -> npt.NDArr
 def _check_splits(
     available: dict[str, int], splits: Sequence[str] | None, directory: Path, what: str
 ) -> None:
+    """Every split asked for holds events in the dataset (its manifest's counts)."""
     if splits is None:
         return
-    unknown = sorted(set(splits) - set(SPLITS))
-    if unknown:
-        raise ValueError(f"unknown split(s) {unknown}; splits are {', '.join(SPLITS)}")
     empty = [s for s in splits if not available.get(s, 0)]
     if empty:
         held = ", ".join(f"{k} {v}" for k, v in sorted(available.items())) or "none"
@@ -178,8 +159,8 @@ def _read_embeddings(
     parts: dict[str, list[npt.NDArray[Any]]] = {name: [] for name in KEY_COLUMNS}
     datasets: list[pa.ChunkedArray] = []
     latent_parts: list[npt.NDArray[np.float32]] = []
-    for table in _scan(
-        shard_paths(directory, "embedding"), columns, splits, f"embedding dataset {directory}"
+    for table in iter_tables(
+        directory, "embedding", splits=splits, columns=columns, batch_rows=BATCH_ROWS
     ):
         for name in KEY_COLUMNS:
             if name != "dataset":
@@ -212,7 +193,9 @@ def _read_data(
     masses: list[npt.NDArray[Any]] = []
     datasets: list[pa.ChunkedArray] = []
     features: dict[str, list[npt.NDArray[np.float32]]] = {s: [] for s in sets}
-    for table in _scan(shard_paths(directory, "dijet"), columns, splits, f"dataset {directory}"):
+    for table in iter_tables(
+        directory, "dijet", splits=splits, columns=columns, batch_rows=BATCH_ROWS
+    ):
         ids.append(column_to_numpy(table.column("event_id")))
         labels.append(column_to_numpy(table.column("label")))
         masses.append(column_to_numpy(table.column("mjj")))
@@ -370,14 +353,20 @@ def load_inputs(
             None loads every split the embeddings hold.
 
     Raises:
-        ValueError: an unknown feature set or split, or data-backed sets without ``data``.
+        EvaluationError: an unknown feature set or split, or data-backed sets without ``data``.
         DatasetError: a missing or incomplete dataset, an empty split, duplicate event keys,
             or embeddings that do not match the data (missing keys, other label or m_jj).
     """
     sets = list(dict.fromkeys(feature_sets))
     unknown = [s for s in sets if s not in INPUT_SETS]
     if unknown:
-        raise ValueError(f"unknown feature set(s) {unknown}; expected among {list(INPUT_SETS)}")
+        raise EvaluationError(
+            f"unknown feature set(s) {unknown}; expected among {list(INPUT_SETS)}"
+        )
+    if splits is not None:
+        bad = sorted(set(splits) - set(SPLITS))
+        if bad:
+            raise EvaluationError(f"unknown split(s) {bad}; splits are {', '.join(SPLITS)}")
     embeddings = Path(embeddings)
     emb, emb_dataset, latent = _read_embeddings(embeddings, splits, "latent" in sets)
     data_sets = [s for s in sets if s in DATA_COLUMNS]
@@ -387,7 +376,7 @@ def load_inputs(
         features: dict[str, npt.NDArray[np.float32]] = {}
     else:
         if data is None:
-            raise ValueError(
+            raise EvaluationError(
                 f"feature set(s) {data_sets} are read from the prepared data: pass the dijet "
                 "dataset the embeddings were made from (--data)"
             )
@@ -425,13 +414,13 @@ def labelled(inputs: EvaluationInputs, split: str, purpose: str) -> EvaluationIn
     result's ``excluded_unlabelled`` counts them.
 
     Raises:
-        ValueError: labels other than -1/0/1, or no events of one class left in the split.
+        EvaluationError: labels other than -1/0/1, or no events of one class left in the split.
     """
     part = inputs.in_split(split)
     allowed = (LABEL_UNKNOWN, LABEL_BACKGROUND, LABEL_SIGNAL)
     bad = ~np.isin(part.label, allowed)
     if bad.any():
-        raise ValueError(
+        raise EvaluationError(
             f"split '{split}' has labels {np.unique(part.label[bad])[:5].tolist()}; labels "
             "must be 0 (background), 1 (signal) or -1 (unknown)"
         )
@@ -448,7 +437,7 @@ def labelled(inputs: EvaluationInputs, split: str, purpose: str) -> EvaluationIn
         part = part.take(~unknown)
     counts = np.bincount(part.label.astype(np.int64), minlength=2)
     if counts.min() == 0:
-        raise ValueError(
+        raise EvaluationError(
             f"{purpose} needs labelled background (0) and signal (1) events in split '{split}'; "
             f"it has {counts[0]} background and {counts[1]} signal events"
             + (f" ({int(unknown.sum())} unlabelled left out)" if unknown.any() else "")

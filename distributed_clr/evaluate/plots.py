@@ -17,7 +17,8 @@ import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from distributed_clr.evaluate.cwola import SCAN_METRICS, BumpHuntResult
+from distributed_clr.evaluate.bumphunt import BumpHuntResult
+from distributed_clr.evaluate.idealised import SCAN_METRICS
 from distributed_clr.plotting import save_figure
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def plot_sic(curves: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], path: st
     """Significance improvement TPR / sqrt(FPR) against TPR.
 
     Args:
-        curves: {label: (tpr, sic)}, e.g. from ``metrics.sic_curve``.
+        curves: {label: (tpr, sic)}, e.g. from ``stats.sic_curve``.
         path: the PNG to write.
     """
     figure = Figure(figsize=(5.5, 4.5), layout="constrained")

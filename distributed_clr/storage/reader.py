@@ -9,12 +9,12 @@ Every stage that reads a dataset (pretraining, embedding, evaluation) comes thro
 * ``iter_tables`` streams the chosen splits and columns as Arrow tables of bounded size, without
   Ray (evaluation, small tools).
 
-Both check that the requested columns exist before anything is read. ``constituents`` and
-``DijetCollate`` turn Arrow batches of prepared dijets into tensors: the flat (B, 2N) pt/eta/phi
-columns become a (B, 2, N, 3) float32 tensor in (pT [GeV], eta, phi) order plus a (B, 2, N)
-boolean mask of real (non-padding) constituents. Fixed-size lists are reshaped without copying;
-Ray's numpy batch format would turn them into slow object arrays, so batches stay in Arrow until
-here.
+Both check that the requested columns exist before anything is read. ``constituents`` turns an
+Arrow batch of prepared dijets into tensors: the flat (B, 2N) pt/eta/phi columns become a
+(B, 2, N, 3) float32 tensor in (pT [GeV], eta, phi) order plus a (B, 2, N) boolean mask of real
+(non-padding) constituents. Fixed-size lists are reshaped without copying; Ray's numpy batch
+format would turn them into slow object arrays, so batches stay in Arrow until here. Ray itself
+is imported only by ``ray_dataset``.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import torch
 
+from distributed_clr.config.errors import ConfigError
 from distributed_clr.storage.formats import SPLITS
 from distributed_clr.storage.manifest import DatasetError, require_complete
 
 __all__ = [
     "CONSTITUENT_COLUMNS",
-    "DijetCollate",
     "check_splits",
     "column_to_numpy",
     "constituents",
@@ -53,7 +53,8 @@ def check_splits(splits: Sequence[str]) -> list[str]:
     """``splits`` as a list, refusing names other than train, val and test."""
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown:
-        raise DatasetError(f"unknown split(s) {unknown}; splits are {', '.join(SPLITS)}")
+        named = ", ".join(f"'{name}'" for name in unknown)
+        raise ConfigError(f"unknown split {named}; splits are {', '.join(SPLITS)}")
     return list(splits)
 
 
@@ -151,31 +152,3 @@ def constituents(
     if device is not None:
         x, mask = x.to(device, non_blocking=True), mask.to(device, non_blocking=True)
     return x, mask
-
-
-def _collate_base() -> type:
-    from ray.data.collate_fn import ArrowBatchCollateFn
-
-    base: type = ArrowBatchCollateFn
-    return base
-
-
-class DijetCollate(_collate_base()):  # type: ignore[misc]
-    """``iter_torch_batches(collate_fn=DijetCollate(...))``: Arrow batch -> dict of tensors.
-
-    Returns ``x`` (B, 2, N, 3), ``mask`` (B, 2, N) and each of ``extra`` (e.g. label, mjj) as a
-    tensor, all on ``device``.
-    """
-
-    def __init__(self, extra: Sequence[str] = ("label",), device: str | None = None) -> None:
-        self.extra = tuple(extra)
-        self.device = device
-
-    def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
-        x, mask = constituents(batch, self.device)
-        out = {"x": x, "mask": mask}
-        for name in self.extra:
-            # A copy: Arrow's buffers are read-only and torch wants writable memory.
-            tensor = torch.from_numpy(np.array(column_to_numpy(batch.column(name))))
-            out[name] = tensor.to(self.device) if self.device is not None else tensor
-        return out

@@ -67,7 +67,7 @@ class Kind:
     EVALUATE = "evaluate"
 
 
-class TrackingError(UserError):
+class TrackingError(UserError, ValueError):
     """A run that cannot be opened as asked: another config under its name, a missing run id,
     a deleted experiment."""
 

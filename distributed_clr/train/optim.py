@@ -20,12 +20,12 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from distributed_clr.config.schema import TrainConfig
+from distributed_clr.config.schema import OptimizerConfig, ScheduleConfig
 
 __all__ = ["LAMB", "LARS", "build_optimizer", "build_scheduler", "lr_factor", "scaled_lr"]
 
 
-def scaled_lr(config: TrainConfig, global_batch: int) -> float:
+def scaled_lr(config: OptimizerConfig, global_batch: int) -> float:
     """The peak learning rate for ``global_batch`` under ``config.lr_scaling``."""
     if global_batch <= 0:
         raise ValueError(f"global batch must be positive, got {global_batch}")
@@ -180,22 +180,22 @@ class LAMB(Optimizer):
         return loss
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig, global_batch: int) -> Optimizer:
-    """The optimiser ``config.optimizer`` names, at the lr scaled to ``global_batch``."""
+def build_optimizer(model: nn.Module, config: OptimizerConfig, global_batch: int) -> Optimizer:
+    """The optimiser ``config.name`` names, at the lr scaled to ``global_batch``."""
     lr = scaled_lr(config, global_batch)
     groups = parameter_groups(model, config.weight_decay)
-    if config.optimizer == "adam":
+    if config.name == "adam":
         # Adam's weight decay is L2 in the gradient; keep it off 1-D parameters as well.
         plain = [{k: v for k, v in g.items() if k != "exclude"} for g in groups]
         return torch.optim.Adam(plain, lr=lr)
-    if config.optimizer == "adamw":
+    if config.name == "adamw":
         plain = [{k: v for k, v in g.items() if k != "exclude"} for g in groups]
         return torch.optim.AdamW(plain, lr=lr)
-    if config.optimizer == "lars":
+    if config.name == "lars":
         return LARS(groups, lr=lr, weight_decay=config.weight_decay)
-    if config.optimizer == "lamb":
+    if config.name == "lamb":
         return LAMB(groups, lr=lr, weight_decay=config.weight_decay)
-    raise ValueError(f"unknown optimizer '{config.optimizer}'")
+    raise ValueError(f"unknown optimizer '{config.name}'")
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
@@ -213,12 +213,14 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> 
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_scheduler(optimizer: Optimizer, config: TrainConfig, steps_per_epoch: int) -> LambdaLR:
-    """Per-step schedule: ``config.warmup_epochs`` of linear warm-up, then ``config.schedule``
-    over the remaining ``config.epochs``."""
+def build_scheduler(
+    optimizer: Optimizer, config: ScheduleConfig, epochs: int, steps_per_epoch: int
+) -> LambdaLR:
+    """Per-step schedule: ``config.warmup_epochs`` of linear warm-up, then ``config.name``
+    (constant, or cosine to zero) over the rest of the ``epochs`` epochs."""
     if steps_per_epoch <= 0:
         raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
     warmup = round(config.warmup_epochs * steps_per_epoch)
-    total = config.epochs * steps_per_epoch
-    schedule = config.schedule
+    total = epochs * steps_per_epoch
+    schedule = config.name
     return LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total, schedule))

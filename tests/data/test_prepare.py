@@ -12,13 +12,13 @@ import torch
 
 from distributed_clr.config import PrepareConfig, RayConfig
 from distributed_clr.data.dijets import BadEventsError, select_dijets
-from distributed_clr.storage.reader import DijetCollate, constituents, iter_split, read_split
-from distributed_clr.physics.particles import Particles, from_arrow, to_arrow
 from distributed_clr.data.prepare import prepare
+from distributed_clr.physics.particles import Particles, from_arrow, to_arrow
 from distributed_clr.physics.reference import reference_dijets
 from distributed_clr.storage.formats import SchemaError, dijet_schema
 from distributed_clr.storage.manifest import DatasetError, Manifest, require_complete
-from distributed_clr.storage.reader import shard_paths
+from distributed_clr.storage.reader import constituents, iter_tables, ray_dataset, shard_paths
+from distributed_clr.train.feed import DijetCollate
 from tests.data.physics import read_raw
 
 
@@ -207,7 +207,9 @@ def test_splits_are_disjoint_and_stable_under_reordering(
 @pytest.mark.ray
 def test_loading_a_split(prepared: Path) -> None:
     manifest = require_complete(prepared, "dijet")
-    ds = read_split(prepared, "train", ["pt", "eta", "phi", "label", "mjj"])
+    ds = ray_dataset(
+        prepared, "dijet", splits=["train"], columns=["pt", "eta", "phi", "label", "mjj"]
+    )
     assert ds.count() == manifest.summary["splits"]["train"]
     batch = next(
         iter(ds.iter_torch_batches(batch_size=32, collate_fn=DijetCollate(("label", "mjj"))))
@@ -220,10 +222,13 @@ def test_loading_a_split(prepared: Path) -> None:
     # Masks are prefixes: constituents are hardest first, padding at the end.
     assert (batch["mask"].int().diff(dim=-1) <= 0).all()
 
-    streamed = sum(t.num_rows for t in iter_split(prepared, "val", ["pt"], batch_size=50))
+    val = iter_tables(prepared, "dijet", splits=["val"], columns=["pt"], batch_rows=50)
+    streamed = sum(t.num_rows for t in val)
     assert streamed == manifest.summary["splits"]["val"]
     with pytest.raises(ValueError, match="unknown split 'training'"):
-        read_split(prepared, "training")
+        ray_dataset(prepared, "dijet", splits=["training"])
+    with pytest.raises(DatasetError, match="lacks column"):
+        next(iter_tables(prepared, "dijet", columns=["no_such_column"]))
 
 
 def test_constituents_from_numpy() -> None:
@@ -243,8 +248,8 @@ def test_constituents_from_numpy() -> None:
 def _raw_dataset(directory: Path, table: pa.Table, dataset: str) -> None:
     directory.mkdir(parents=True)
     pq.write_table(table, directory / "shard-00000.parquet")
-    from distributed_clr.storage.manifest import ShardRecord
     from distributed_clr.storage.files import sha256_file
+    from distributed_clr.storage.manifest import ShardRecord
 
     manifest = Manifest(
         kind="raw",

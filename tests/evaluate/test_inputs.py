@@ -13,11 +13,6 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pytest
 
-from distributed_clr.storage.reader import column_to_numpy
-from distributed_clr.storage.formats import EMBEDDING_KEYS, embedding_schema
-from distributed_clr.storage.manifest import DatasetError, Manifest, ShardRecord
-from distributed_clr.storage.reader import shard_paths
-from distributed_clr.storage.files import write_parquet_atomic
 from distributed_clr.evaluate.features import feature_matrix
 from distributed_clr.evaluate.inputs import (
     EvaluationInputs,
@@ -26,6 +21,10 @@ from distributed_clr.evaluate.inputs import (
     match_keys,
     needs_data,
 )
+from distributed_clr.storage.files import write_parquet_atomic
+from distributed_clr.storage.formats import EMBEDDING_KEYS, embedding_schema
+from distributed_clr.storage.manifest import DatasetError, Manifest, ShardRecord
+from distributed_clr.storage.reader import column_to_numpy, shard_paths
 
 DIM = 4
 
@@ -103,7 +102,7 @@ def test_join_gives_each_embedding_its_own_event(prepared: Path, tmp_path: Path)
     for name in ("event", "highlevel"):
         np.testing.assert_array_equal(
             inputs.features[name][order],
-            feature_matrix(expected, name),  # type: ignore[arg-type]
+            feature_matrix(expected, name),
         )
     constituents = inputs.features["constituents"][order]
     assert constituents.shape == (data.num_rows, 2, 16, 3)

@@ -8,14 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distributed_clr.evaluate.cwola import (
-    BumpHuntResult,
-    CutResult,
-    dijet_expected_counts,
-    fit_dijet_function,
-    mjj_bins,
-)
-from distributed_clr.evaluate.metrics import roc_curve, sic_curve
+from distributed_clr.config.schema import BumpHuntConfig
+from distributed_clr.evaluate.bumphunt import BumpHuntResult, CutResult, mjj_bins
 from distributed_clr.evaluate.plots import (
     plot_cwola_scan,
     plot_latent_projection,
@@ -23,8 +17,15 @@ from distributed_clr.evaluate.plots import (
     plot_rejection,
     plot_sic,
 )
+from distributed_clr.stats import (
+    dijet_expected_counts,
+    fit_dijet_function,
+    roc_curve,
+    sic_curve,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SQRT_S = BumpHuntConfig().sqrt_s
 
 
 def assert_only_png(path: Path, written: Path) -> None:
@@ -81,9 +82,9 @@ def test_plot_cwola_scan(tmp_path: Path) -> None:
 def test_plot_mjj_spectra(tmp_path: Path) -> None:
     edges = mjj_bins((3300.0, 3700.0), 500.0, 100.0)
     sr = (edges[:-1] >= 3300) & (edges[1:] <= 3700)
-    truth = dijet_expected_counts(edges, {"log_p0": 12.0, "p1": 10.0, "p2": 5.0})
+    truth = dijet_expected_counts(edges, {"log_p0": 12.0, "p1": 10.0, "p2": 5.0}, sqrt_s=SQRT_S)
     counts = np.random.default_rng(0).poisson(truth)
-    fit = fit_dijet_function(edges, counts, ~sr, 3)
+    fit = fit_dijet_function(edges, counts, ~sr, 3, sqrt_s=SQRT_S)
     cut = CutResult(
         efficiency=1.0,
         threshold=0.0,

@@ -10,8 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from distributed_clr.config import get_preset
-from distributed_clr.config.schema import RunConfig
 from distributed_clr.checkpoint import (
     TrainState,
     capture_rng,
@@ -20,21 +18,42 @@ from distributed_clr.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from distributed_clr.config import get_preset
+from distributed_clr.config.schema import RunConfig
 from distributed_clr.models import build_model
-from distributed_clr.train.loop import Trainer, contrastive_loss, epoch_seed
+from distributed_clr.train.trainer import Trainer, contrastive_loss
+from distributed_clr.train.validation import validate
 from tests.multiproc import run_on_ranks
 
 EVENTS, CONSTITUENTS = 16, 8
 
 
-def _config(**train: object) -> RunConfig:
+def _config(lr: float | None = None, **train: object) -> RunConfig:
     config = get_preset("debug")
+    if lr is not None:
+        train["optimizer"] = config.train.optimizer.model_copy(update={"lr": lr})
     return config.model_copy(
         update={
             "prepare": config.prepare.model_copy(update={"num_constituents": CONSTITUENTS}),
             "augment": config.augment.model_copy(update={"pipeline": []}),
             "train": config.train.model_copy(update=train),
         }
+    )
+
+
+def _model(config: RunConfig) -> nn.Module:
+    return build_model(config.model, config.prepare.num_constituents)
+
+
+def _trainer(model: nn.Module, config: RunConfig, steps_per_epoch: int, world: int = 1) -> Trainer:
+    return Trainer(
+        model,
+        train=config.train,
+        loss=config.loss,
+        augment=config.augment,
+        device=torch.device("cpu"),
+        steps_per_epoch=steps_per_epoch,
+        world_size=world,
     )
 
 
@@ -57,10 +76,10 @@ def _events(seed: int, events: int = EVENTS) -> dict[str, torch.Tensor]:
 def _first_step(rank: int, world: int, config: RunConfig) -> dict[str, torch.Tensor]:
     """Gradients and updated weights after one step on this rank's share of the batch."""
     torch.manual_seed(config.train.seed)
-    model: nn.Module = build_model(config)
+    model: nn.Module = _model(config)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model)
-    trainer = Trainer(model, config, torch.device("cpu"), steps_per_epoch=1, world_size=world)
+    trainer = _trainer(model, config, steps_per_epoch=1, world=world)
     batch = _events(seed=3, events=EVENTS)
     share = EVENTS // world
     local = {k: v[rank * share : (rank + 1) * share] for k, v in batch.items()}
@@ -102,7 +121,7 @@ def test_trainer_loss_falls_and_short_data_is_an_error() -> None:
         update={"augment": config.augment.model_copy(update={"pipeline": ["rotate", "distort"]})}
     )
     torch.manual_seed(0)
-    trainer = Trainer(build_model(config), config, torch.device("cpu"), steps_per_epoch=4)
+    trainer = _trainer(_model(config), config, steps_per_epoch=4)
     batches = [_events(seed=s) for s in range(4)]
     generator = torch.Generator().manual_seed(1)
     first = trainer.train_epoch(batches, generator)["train_loss"]
@@ -117,14 +136,14 @@ def test_trainer_loss_falls_and_short_data_is_an_error() -> None:
 
 def test_validation_reports_losses_and_probe_events() -> None:
     config = _config(batch_size=8)
-    trainer = Trainer(build_model(config), config, torch.device("cpu"), steps_per_epoch=1)
+    trainer = _trainer(_model(config), config, steps_per_epoch=1)
     batches = []
     for s in range(3):
         batch = _events(seed=s, events=8)
         batch["event_id"] = torch.arange(8) + 8 * s
         batches.append(batch)
     generator = torch.Generator().manual_seed(0)
-    metrics, probe = trainer.validate(batches, generator, probe_events=20)
+    metrics, probe = validate(trainer, batches, generator, probe_events=20)
     assert set(metrics) == {"val_loss", "val_alignment", "val_uniformity"}
     assert metrics["val_alignment"] == pytest.approx(0.0, abs=1e-9)  # no augmentation: same views
     assert metrics["val_uniformity"] < 0
@@ -135,7 +154,7 @@ def test_validation_reports_losses_and_probe_events() -> None:
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     config = _config()
     torch.manual_seed(0)
-    trainer = Trainer(build_model(config), config, torch.device("cpu"), steps_per_epoch=2)
+    trainer = _trainer(_model(config), config, steps_per_epoch=2)
     generator = torch.Generator().manual_seed(5)
     trainer.train_epoch([_events(0), _events(1)], generator)
     state = TrainState(epoch=0, best_val_loss=1.5, best_epoch=0, mlflow_run_id="abc")
@@ -177,10 +196,3 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 def test_not_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a checkpoint"):
         load_model(tmp_path)
-
-
-def test_epoch_seeds_differ_per_stream() -> None:
-    seeds = {epoch_seed(0, stream, rank) for stream in range(4) for rank in range(4)}
-    assert len(seeds) == 16
-    assert epoch_seed(1, 0, 0) != epoch_seed(0, 0, 0)
-    assert all(0 <= s < 2**63 for s in seeds)

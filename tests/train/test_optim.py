@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from distributed_clr.config import TrainConfig
+from distributed_clr.config import OptimizerConfig, ScheduleConfig
 from distributed_clr.train.optim import (
     LAMB,
     LARS,
@@ -25,7 +25,7 @@ from distributed_clr.train.optim import (
     ("rule", "expected"), [("none", 0.1), ("linear", 0.1 * 4096 / 256), ("sqrt", 0.1 * 4.0)]
 )
 def test_lr_scaling_rules(rule: str, expected: float) -> None:
-    config = TrainConfig(lr=0.1, lr_scaling=rule, reference_batch_size=256)
+    config = OptimizerConfig(lr=0.1, lr_scaling=rule, reference_batch_size=256)
     assert scaled_lr(config, 4096) == pytest.approx(expected)
 
 
@@ -44,9 +44,9 @@ def test_warmup_then_cosine_reaches_zero_and_is_monotone() -> None:
 
 def test_scheduler_steps_per_optimiser_step() -> None:
     model = nn.Linear(3, 1)
-    config = TrainConfig(epochs=4, lr=0.5, schedule="cosine", warmup_epochs=1)
-    optimizer = build_optimizer(model, config, global_batch=256)
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch=5)
+    optimizer = build_optimizer(model, OptimizerConfig(lr=0.5), global_batch=256)
+    schedule = ScheduleConfig(name="cosine", warmup_epochs=1)
+    scheduler = build_scheduler(optimizer, schedule, epochs=4, steps_per_epoch=5)
     lrs = []
     for _ in range(20):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -105,7 +105,7 @@ def test_every_optimiser_fits_a_linear_regression(name: str) -> None:
     y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.3
     model = nn.Linear(5, 1)
     lr = {"adam": 0.05, "adamw": 0.05, "lars": 1.0, "lamb": 0.05}[name]
-    optimizer = build_optimizer(model, TrainConfig(optimizer=name, lr=lr), global_batch=256)
+    optimizer = build_optimizer(model, OptimizerConfig(name=name, lr=lr), global_batch=256)
     initial = nn.functional.mse_loss(model(x).squeeze(1), y).item()
     for _ in range(300):
         optimizer.zero_grad()
@@ -123,4 +123,4 @@ def test_optimisers_reject_nonsense() -> None:
     with pytest.raises(ValueError, match="LAMB"):
         LAMB([w], lr=0.1, betas=(1.0, 0.9))
     with pytest.raises(ValueError, match="global batch"):
-        scaled_lr(TrainConfig(), 0)
+        scaled_lr(OptimizerConfig(), 0)

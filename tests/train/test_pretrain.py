@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from distributed_clr.checkpoint import load_checkpoint
 from distributed_clr.cli import main
 from distributed_clr.config import apply_overrides, get_preset, to_flat_dict
 from distributed_clr.config.schema import RunConfig
-from distributed_clr.train import load_checkpoint, pretrain
-from distributed_clr.train.driver import PretrainError, plan_epoch
+from distributed_clr.train import PretrainError, plan_epoch, pretrain
 
 DCLR = str(Path(sys.executable).with_name("dclr"))
 
@@ -69,7 +69,9 @@ def test_plan_epoch_gives_every_rank_the_same_steps() -> None:
 def test_pretrain_learns_and_records_everything(
     ray_session: None, prepared: Path, tmp_path: Path
 ) -> None:
-    config = _config(tmp_path, "train.epochs=4", "train.lr=3e-3", "train.keep_checkpoints=2")
+    config = _config(
+        tmp_path, "train.epochs=4", "train.optimizer.lr=3e-3", "train.checkpoint.keep=2"
+    )
     result = pretrain(config, prepared, "learns")
 
     losses = [h["train_loss"] for h in result.history]
@@ -95,7 +97,7 @@ def test_pretrain_learns_and_records_everything(
     assert run.data.tags["dclr.kind"] == "pretrain"
     assert run.data.tags["dclr.run_name"] == "learns"
     flat = to_flat_dict(best["config"])
-    assert run.data.params["train.lr"] == "0.003"
+    assert run.data.params["train.optimizer.lr"] == "0.003"
     assert set(run.data.params) == set(flat)
     for key in ("train_loss", "val_loss", "val_alignment", "val_uniformity", "lr", "events_per_s"):
         assert _steps(client, result.mlflow_run_id, key) == [0, 1, 2, 3], key
@@ -137,9 +139,9 @@ def test_crashed_worker_restarts_from_the_last_checkpoint(
     config = _config(
         tmp_path,
         "train.epochs=3",
-        "train.fail_rank=1",
-        "train.fail_epoch=1",
-        "train.max_failures=1",
+        "train.faults.fail_rank=1",
+        "train.faults.fail_epoch=1",
+        "train.faults.max_failures=1",
     )
     result = pretrain(config, prepared, "crash", log_embeddings=False)
     assert (Path(result.storage) / "fault_injected_rank1_epoch1").exists()  # it did crash
@@ -159,9 +161,9 @@ def test_crash_without_retries_fails_the_run(
     config = _config(
         tmp_path,
         "train.epochs=2",
-        "train.fail_rank=0",
-        "train.fail_epoch=0",
-        "train.max_failures=0",
+        "train.faults.fail_rank=0",
+        "train.faults.fail_epoch=0",
+        "train.faults.max_failures=0",
     )
     with pytest.raises(PretrainError, match="failed"):
         pretrain(config, prepared, "no-retries", log_embeddings=False)

@@ -1,0 +1,117 @@
+"""``dclr generate``, ``dclr import-lhco`` and ``dclr prepare``: the data stages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from distributed_clr.cli.options import add_config_options, config_from, override_flag
+
+__all__ = ["add_parsers"]
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from distributed_clr.data.generate import generate
+
+    config = config_from(args)
+    manifest = generate(config.generate, args.out, config.ray)
+    summary = manifest.summary
+    sys.stdout.write(
+        f"{args.out}: {manifest.rows} {summary['process']} events in {len(manifest.shards)} "
+        f"shards; trigger efficiency {summary['trigger_efficiency']:.3f}; "
+        f"sigma_gen {summary['sigma_gen_pb']:.4g} +- {summary['sigma_err_pb']:.2g} pb\n"
+    )
+    return 0
+
+
+def _cmd_import_lhco(args: argparse.Namespace) -> int:
+    from distributed_clr.data.lhco import import_lhco
+
+    manifest = import_lhco(
+        args.files,
+        args.out,
+        process=args.process,
+        label=args.label,
+        key=args.key,
+        events_per_shard=args.events_per_shard,
+        chunk_rows=args.chunk_rows,
+        max_events=args.max_events,
+    )
+    labels = manifest.summary["labels"]
+    sys.stdout.write(
+        f"{args.out}: {manifest.rows} events in {len(manifest.shards)} shards "
+        f"(background {labels['background']}, signal {labels['signal']}, "
+        f"unlabelled {labels['unknown']})\n"
+    )
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from distributed_clr.data.prepare import prepare
+
+    config = config_from(args)
+    manifest = prepare(args.raw, args.out, config.prepare, config.ray)
+    sys.stdout.write(f"{args.out}: {manifest.rows} dijet events in {len(manifest.shards)} shards\n")
+    for dataset, flow in manifest.summary["cut_flow"].items():
+        removed = ", ".join(f"{k} {v}" for k, v in flow["removed"].items())
+        sys.stdout.write(
+            f"  {dataset}: {flow['events_in']} in, {flow['events_out']} out (removed: {removed})\n"
+        )
+    splits = ", ".join(f"{k} {v}" for k, v in manifest.summary["splits"].items())
+    sys.stdout.write(f"  splits: {splits}\n")
+    return 0
+
+
+def add_parsers(commands: Any) -> None:
+    """Register ``generate``, ``import-lhco`` and ``prepare``."""
+    gen = commands.add_parser(
+        "generate",
+        help="generate collision events with Pythia 8 and a detector response",
+        description="Generate raw events (Parquet shards + manifest.json) with one Ray task per "
+        "shard. Rerunning the same command resumes an interrupted run.",
+    )
+    override_flag(
+        gen, "--process", key="generate.process", choices=["qcd_dijet", "wprime_xy"],
+        help="physics process",
+    )  # fmt: skip
+    override_flag(gen, "--events", key="generate.events", type=int, help="events to write")
+    gen.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    override_flag(gen, "--shards", key="generate.shards", type=int, help="number of shards")
+    override_flag(gen, "--seed", key="generate.seed", type=int, help="master seed")
+    add_config_options(gen)
+    gen.set_defaults(handler=_cmd_generate)
+
+    lhco = commands.add_parser(
+        "import-lhco",
+        help="convert LHC Olympics 2020 HDF5 files into raw-event Parquet",
+        description="Read LHC Olympics files (events_anomalydetection.h5, the black boxes, the "
+        "3-prong signal) in chunks, strip the zero padding and write raw-event shards.",
+    )
+    lhco.add_argument("files", nargs="+", type=Path, metavar="FILE", help="HDF5 files")
+    lhco.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    lhco.add_argument("--process", default="lhco_rnd", help="process name stored with the events")
+    lhco.add_argument(
+        "--label",
+        type=int,
+        choices=[-1, 0, 1],
+        help="label every event (default: the file's label column, or -1 without one)",
+    )
+    lhco.add_argument("--key", help="HDF5 key of the frame (default: the only one in the file)")
+    lhco.add_argument("--events-per-shard", type=int, default=100_000, help="rows per shard")
+    lhco.add_argument("--chunk-rows", type=int, default=10_000, help="rows read at a time")
+    lhco.add_argument("--max-events", type=int, help="read at most this many events per file")
+    lhco.set_defaults(handler=_cmd_import_lhco)
+
+    prep = commands.add_parser(
+        "prepare",
+        help="cluster raw events into dijets (Ray Data): selection, observables, splits",
+        description="Cluster every raw dataset given with anti-kT, select two jets, apply the "
+        "cuts, keep each jet's hardest constituents, compute observables and assign splits. "
+        "Rerunning the same command resumes an interrupted run.",
+    )
+    prep.add_argument("raw", nargs="+", type=Path, metavar="RAW_DIR", help="raw-event datasets")
+    prep.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    add_config_options(prep)
+    prep.set_defaults(handler=_cmd_prepare)

@@ -1,0 +1,215 @@
+"""``dclr evaluate classify`` and ``dclr evaluate cwola``, and their results tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from distributed_clr.cli.options import add_config_options, config_from, override_flag
+from distributed_clr.cli.tables import mean_std, number, table
+from distributed_clr.config.schema import CLASSIFIERS, FEATURE_SETS
+
+__all__ = ["add_parser", "format_classify", "format_cwola"]
+
+
+def _footer(summary: Mapping[str, Any], out: Path) -> str:
+    text = f"  files: {out / 'summary.json'}, {out / 'scores.parquet'}, {out / 'plots'}/\n"
+    mlflow = summary.get("mlflow")
+    if mlflow:
+        text += f"  MLflow run {mlflow['run_name']} ({mlflow['run_id']}) at {mlflow['uri']}\n"
+    return text
+
+
+def _splits(summary: Mapping[str, Any]) -> str:
+    return "; ".join(
+        f"{name}: {c['events']} events ({c['signal']} signal, {c['background']} background"
+        + (f", {c['unlabelled_excluded']} unlabelled left out" if c["unlabelled_excluded"] else "")
+        + ")"
+        for name, c in summary["splits"].items()
+    )
+
+
+def format_classify(summary: Mapping[str, Any], out: Path) -> str:
+    """The classifier test results as a text table."""
+    rows = []
+    for result in summary["results"].values():
+        stats = result["aggregate"]
+        rows.append(
+            [
+                result["feature_set"],
+                result["classifier"],
+                mean_std(stats.get("auc")),
+                mean_std(stats.get("max_sic"), 2),
+                mean_std(stats.get("fpr_at_tpr_0.5"), 3, general=True),
+            ]
+        )
+    header = ["feature set", "classifier", "AUC", "max SIC", "FPR at TPR 0.5"]
+    return (
+        f"classify: {_splits(summary)}; {len(summary['seeds'])} seeds\n"
+        + table(header, rows)
+        + _footer(summary, out)
+    )
+
+
+def format_cwola(summary: Mapping[str, Any], out: Path) -> str:
+    """The CWoLa results (scan or bump hunt) as a text table."""
+    rows = []
+    if summary["mode"] == "idealised":
+        for feature_set, result in summary["results"].items():
+            for fraction, stats in result["aggregated"].items():
+                rows.append(
+                    [
+                        feature_set,
+                        fraction,
+                        mean_std(stats.get("auc")),
+                        mean_std(stats.get("max_sic"), 2),
+                        mean_std(stats.get("fpr_at_tpr_0.5"), 3, general=True),
+                    ]
+                )
+        header = ["feature set", "f", "AUC", "max SIC", "FPR at TPR 0.5"]
+        title = (
+            f"idealised CWoLa ({summary['classifier']}): {_splits(summary)}; "
+            f"{len(summary['seeds'])} seeds"
+        )
+    else:
+        for feature_set, result in summary["results"].items():
+            for cut in result["cuts"]:
+                truth = cut["signal_region_truth"]
+                rows.append(
+                    [
+                        feature_set,
+                        f"{cut['efficiency']:g}",
+                        str(cut["observed"]),
+                        number(cut["expected"], 1)
+                        + " +- "
+                        + number(cut["expected_uncertainty"], 1),
+                        number(cut["significance"], 2),
+                        number(cut["significance_with_uncertainty"], 2),
+                        f"{truth['signal']}/{truth['background']}",
+                    ]
+                )
+        header = ["feature set", "eff", "N (SR)", "B (fit)", "Z", "Z (fit unc.)", "sig/bkg in SR"]
+        low, high = summary["signal_region"]
+        title = (
+            f"CWoLa bump hunt ({summary['classifier']}) in [{low:g}, {high:g}) GeV, sidebands "
+            f"{summary['sideband_width']:g} GeV; {_splits(summary)}"
+        )
+    return f"{title}\n" + table(header, rows) + _footer(summary, out)
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from distributed_clr.evaluate import classify
+
+    config = config_from(args)
+    summary = classify(
+        config.evaluate,
+        args.embeddings,
+        args.data,
+        args.out,
+        mlflow_run_id=args.run,
+        tracking=config.tracking,
+        train_split=config.data.train_split,
+        test_split=config.data.test_split,
+    )
+    sys.stdout.write(format_classify(summary, args.out))
+    return 0
+
+
+def _cmd_cwola(args: argparse.Namespace) -> int:
+    from distributed_clr.evaluate import cwola
+
+    config = config_from(args)
+    summary = cwola(
+        config.evaluate,
+        args.embeddings,
+        args.data,
+        args.out,
+        mode=args.mode,
+        classifier=args.classifier,
+        mlflow_run_id=args.run,
+        tracking=config.tracking,
+        train_split=config.data.train_split,
+        test_split=config.data.test_split,
+    )
+    sys.stdout.write(format_cwola(summary, args.out))
+    return 0
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--embeddings", type=Path, required=True, help="embedding dataset (dclr embed)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="the prepared dijet dataset the embeddings were made from (needed for the 'event' "
+        "and 'highlevel' feature sets and Trans+BC)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument(
+        "--run",
+        metavar="RUN_ID",
+        help="MLflow run id of the encoder's pretraining run; the results go to a child run of "
+        "it (default: the run named by the embeddings' checkpoint)",
+    )
+    override_flag(
+        parser,
+        "--feature-set",
+        key="evaluate.feature_sets",
+        append=True,
+        transform=lambda sets: list(dict.fromkeys(sets)),
+        choices=FEATURE_SETS,
+        help="evaluate only these feature sets (repeatable)",
+    )
+    add_config_options(parser)
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``evaluate`` (with ``classify`` and ``cwola``) on the ``dclr`` subcommands."""
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="judge a representation: classifier tests, CWoLa scans, the bump hunt",
+        description="Evaluate embeddings (dclr embed) for anomaly detection. Results: "
+        "summary.json, scores.parquet and plots/ under --out, and a child run of the encoder's "
+        "MLflow run.",
+    )
+    actions = evaluate.add_subparsers(dest="evaluate_command", metavar="ACTION", required=True)
+
+    classify = actions.add_parser(
+        "classify",
+        help="LCT and FCN on the latent, event and high-level features, plus Trans+BC",
+        description="Train each classifier on each feature set on the labelled train split, "
+        "over evaluate.repeats seeds, and measure it on the labelled test split: ROC, AUC, SIC, "
+        "max SIC, FPR and rejection at fixed TPR. Trans+BC (the encoder architecture trained "
+        "end to end with BCE) is the supervised reference (evaluate.trans_bc).",
+    )
+    _common_options(classify)
+    override_flag(
+        classify,
+        "--gpu",
+        key="evaluate.trans_bc.device",
+        switch="cuda",
+        help="train Trans+BC on a GPU",
+    )
+    classify.set_defaults(handler=_cmd_classify)
+
+    cwola = actions.add_parser(
+        "cwola",
+        help="weak supervision: the idealised CWoLa scan, or the CWoLa bump hunt in m_jj",
+        description="idealised: train on mixed samples at each signal fraction "
+        "(evaluate.cwola.fractions) and measure on the labelled test split. bumphunt: signal "
+        "region vs sidebands in m_jj (evaluate.bumphunt) with k-fold cross-training, cuts on "
+        "the classifier output, the m_jj spectra after each cut and the local significance of "
+        "the excess.",
+    )
+    _common_options(cwola)
+    cwola.add_argument(
+        "--mode", choices=["idealised", "bumphunt"], default="idealised", help="CWoLa mode"
+    )
+    cwola.add_argument(
+        "--classifier", choices=CLASSIFIERS, default="fcn", help="classifier (default: fcn)"
+    )
+    cwola.set_defaults(handler=_cmd_cwola)

@@ -1,0 +1,48 @@
+"""The one text-table formatter of the CLI, and the number formats its cells use."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["mean_std", "number", "table"]
+
+
+def number(value: Any, digits: int = 3, general: bool = False) -> str:
+    """A float with ``digits`` decimals (or significant digits, ``general``); n/a for None,
+    NaN and inf; anything else as text."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:.{digits}g}" if general else f"{value:.{digits}f}"
+
+
+def mean_std(stats: Mapping[str, Any] | None, digits: int = 3, general: bool = False) -> str:
+    """'mean +- std' of a ``{mean, std, n}`` mapping (the spread only when n > 1)."""
+    if not stats or stats.get("mean") is None:
+        return "n/a"
+    text = number(stats["mean"], digits, general)
+    if stats.get("n", 0) and stats["n"] > 1 and stats.get("std") is not None:
+        text += f" +- {number(stats['std'], digits, general)}"
+    return text
+
+
+def table(
+    header: Sequence[str] | None, rows: Sequence[Sequence[Any]], right: Sequence[int] = ()
+) -> str:
+    """Columns padded to their widest cell, two spaces apart, indented by two, under an
+    optional header line; the columns whose indices are in ``right`` are right-aligned."""
+    cells = [[str(c) for c in row] for row in ([header] if header else []) + list(rows)]
+    if not cells:
+        return ""
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = []
+    for row in cells:
+        padded = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append(("  " + "  ".join(padded)).rstrip())
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,239 @@
+"""``evaluate cwola``: weak supervision on each feature set, the idealised scan or the bump hunt.
+
+``mode='idealised'`` (``idealised.idealised_scan``): over ``config.cwola.fractions`` and the
+``repeat_seeds(config)`` seeds, the samples drawn from the labelled train split and the metrics
+measured on the labelled test split (label -1 events left out of both, with a message). Writes
+``plots/cwola_scan.png`` (AUC, max SIC, FPR at TPR 0.5 against the signal fraction, one line
+per feature set: Fig. 9 of Dillon, Mastandrea, Nachman 2023); ``scores.parquet`` has a
+``signal_fraction`` column; MLflow metrics are ``cwola/<metric>/<feature set>/<classifier>/
+f_<f>``.
+
+``mode='bumphunt'`` (``bumphunt.bump_hunt``): in ``config.bumphunt.signal_region`` with
+sidebands of ``sideband_width``, k-fold cross-training on the ``fold`` column, cuts at
+``efficiencies``, seeded ``config.seed``, on every event of every split in the embeddings,
+labelled or not (labels only count how many true signal events each cut keeps). Writes
+``plots/mjj_spectra_<feature set>.png``; ``scores.parquet`` has ``mjj`` and
+``in_signal_region``; MLflow metrics are ``bumphunt/<quantity>/<feature set>/<classifier>/
+eff_<eff>``.
+
+Both also write ``summary.json`` and ``plots/latent_projection.png`` and log to a child run of
+the encoder's run (``provenance``, ``report``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from distributed_clr.classifiers import CLASSIFIER_NAMES
+from distributed_clr.config.schema import ClassifierName, EvaluateConfig, TrackingConfig
+from distributed_clr.evaluate.bumphunt import bump_hunt
+from distributed_clr.evaluate.errors import EvaluationError
+from distributed_clr.evaluate.idealised import idealised_scan, repeat_seeds
+from distributed_clr.evaluate.inputs import labelled, load_inputs
+from distributed_clr.evaluate.plots import plot_cwola_scan, plot_mjj_spectra
+from distributed_clr.evaluate.provenance import encoder_run, encoder_source, open_evaluation_run
+from distributed_clr.evaluate.report import (
+    PLOTS,
+    finish,
+    latent_plot,
+    mean_std_metrics,
+    scores_table,
+    source_summary,
+    split_counts,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CwolaMode", "cwola"]
+
+CwolaMode = Literal["idealised", "bumphunt"]
+_Parts = tuple[dict[str, Any], list[pa.Table], list[Path], dict[str, float]]
+
+
+def cwola(
+    config: EvaluateConfig,
+    embeddings: str | Path,
+    data: str | Path | None,
+    out: str | Path,
+    *,
+    mode: CwolaMode = "idealised",
+    classifier: ClassifierName = "fcn",
+    mlflow_run_id: str | None = None,
+    tracking: TrackingConfig | None = None,
+    train_split: str = "train",
+    test_split: str = "test",
+) -> dict[str, Any]:
+    """Weakly supervised CWoLa on each feature set of ``config.feature_sets`` (module
+    docstring). Arguments as for ``classify``; ``classifier`` is 'lct' or 'fcn'; the bump hunt
+    ignores the split names.
+
+    Returns:
+        The summary (as written to ``summary.json``).
+    """
+    if mode not in ("idealised", "bumphunt"):
+        raise EvaluationError(f"unknown CWoLa mode {mode!r}; expected 'idealised' or 'bumphunt'")
+    if classifier not in CLASSIFIER_NAMES:
+        raise EvaluationError(
+            f"unknown classifier {classifier!r}; expected one of {CLASSIFIER_NAMES}"
+        )
+    embeddings, out = Path(embeddings), Path(out)
+    data = None if data is None else Path(data)
+    source = encoder_source(embeddings)
+    parent = encoder_run(tracking, mlflow_run_id, source)
+    sets = list(dict.fromkeys(config.feature_sets))
+    if not sets:
+        raise EvaluationError("nothing to evaluate: evaluate.feature_sets is empty")
+    label = f"cwola-{mode}-{classifier}"
+    if mode == "idealised":
+        summary, tables, plots, metrics = _idealised(
+            config, embeddings, data, out, sets, classifier, train_split, test_split
+        )
+        splits: list[str] = [train_split, test_split]
+    else:
+        summary, tables, plots, metrics = _bumphunt(config, embeddings, data, out, sets, classifier)
+        splits = sorted(summary["splits"])
+    summary = {**source_summary(label, source, data, parent), **summary}
+    run = None
+    if parent is not None and tracking is not None:
+        identity = {"embeddings": source.manifest.config, "splits": splits}
+        run = open_evaluation_run(parent, source, config, tracking, label, identity)
+    return finish(out, summary, tables, plots, metrics, run)
+
+
+def _idealised(
+    config: EvaluateConfig,
+    embeddings: Path,
+    data: Path | None,
+    out: Path,
+    sets: Sequence[str],
+    classifier: ClassifierName,
+    train_split: str,
+    test_split: str,
+) -> _Parts:
+    inputs = load_inputs(embeddings, data, ["latent", *sets], [train_split, test_split])
+    purpose = "the idealised CWoLa scan"
+    train = labelled(inputs, train_split, purpose)
+    test = labelled(inputs, test_split, purpose)
+    seeds = repeat_seeds(config)
+    keys = test.keys_table()
+    results: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    tables: list[pa.Table] = []
+    metrics: dict[str, float] = {}
+    for feature_set in sets:
+        scan = idealised_scan(
+            train.features[feature_set],
+            train.label,
+            test.features[feature_set],
+            test.label,
+            config.cwola.fractions,
+            classifier,
+            config,
+            seeds,
+        )
+        results[feature_set] = scan.to_dict()
+        curves[feature_set] = scan.mean_std()
+        long = scan.scores_table()
+        table = scores_table(
+            keys.take(long.column("event_index")),
+            long.column("score").to_numpy().astype(np.float64),
+            classifier,
+            feature_set,
+            0,
+        )
+        table = table.set_column(table.schema.get_field_index("seed"), "seed", long["seed"])
+        tables.append(table.append_column("signal_fraction", long.column("fraction")))
+        for fraction, stats in scan.aggregated().items():
+            metrics.update(mean_std_metrics(stats, f"{feature_set}/{classifier}/f_{fraction:g}"))
+    plots = [
+        plot_cwola_scan(curves, out / PLOTS / "cwola_scan.png"),
+        latent_plot(inputs.in_split(test_split), out / PLOTS / "latent_projection.png", seeds[0]),
+    ]
+    summary = {
+        "mode": "idealised",
+        "classifier": classifier,
+        "splits": {train_split: split_counts(train), test_split: split_counts(test)},
+        "seeds": seeds,
+        "fractions": list(config.cwola.fractions),
+        "min_background": config.min_background,
+        "results": results,
+    }
+    return summary, tables, plots, {f"cwola/{k}": v for k, v in metrics.items()}
+
+
+def _bumphunt(
+    config: EvaluateConfig,
+    embeddings: Path,
+    data: Path | None,
+    out: Path,
+    sets: Sequence[str],
+    classifier: ClassifierName,
+) -> _Parts:
+    inputs = load_inputs(embeddings, data, ["latent", *sets])
+    settings = config.bumphunt
+    results: dict[str, Any] = {}
+    tables: list[pa.Table] = []
+    plots: list[Path] = []
+    metrics: dict[str, float] = {}
+    keys = inputs.keys_table()
+    low, high = settings.signal_region
+    for feature_set in sets:
+        hunt = bump_hunt(
+            inputs.mjj,
+            inputs.features[feature_set],
+            inputs.fold,
+            settings.signal_region,
+            settings.sideband_width,
+            classifier,
+            config,
+            config.seed,
+        )
+        labels = inputs.label[hunt.event_index]
+        in_sr = (hunt.mjj >= low) & (hunt.mjj < high)
+        hunt_summary = hunt.to_dict()
+        for cut, cut_summary in zip(hunt.cuts, hunt_summary["cuts"], strict=True):
+            kept = in_sr & (hunt.scores >= cut.threshold)
+            # Truth, where known: what the cut kept in the signal region.
+            cut_summary["signal_region_truth"] = {
+                "signal": int((labels[kept] == 1).sum()),
+                "background": int((labels[kept] == 0).sum()),
+                "unknown": int((labels[kept] == -1).sum()),
+            }
+            suffix = f"{feature_set}/{classifier}/eff_{cut.efficiency:g}"
+            metrics[f"bumphunt/significance/{suffix}"] = cut.significance
+            metrics[f"bumphunt/significance_with_uncertainty/{suffix}"] = (
+                cut.significance_with_uncertainty
+            )
+            metrics[f"bumphunt/observed/{suffix}"] = float(cut.observed)
+            metrics[f"bumphunt/expected/{suffix}"] = cut.expected
+        results[feature_set] = hunt_summary
+        table = scores_table(
+            keys.take(pa.array(hunt.event_index)), hunt.scores, classifier, feature_set, config.seed
+        )
+        table = table.append_column("mjj", pa.array(hunt.mjj)).append_column(
+            "in_signal_region", pa.array(in_sr)
+        )
+        tables.append(table)
+        plots.append(plot_mjj_spectra(hunt, out / PLOTS / f"mjj_spectra_{feature_set}.png"))
+    plots.append(latent_plot(inputs, out / PLOTS / "latent_projection.png", config.seed))
+    splits = {
+        str(split): split_counts(inputs.in_split(str(split))) for split in np.unique(inputs.split)
+    }
+    summary = {
+        "mode": "bumphunt",
+        "classifier": classifier,
+        "splits": splits,
+        "events": "every event of every split in the embeddings, labelled or not",
+        "seed": config.seed,
+        "signal_region": list(settings.signal_region),
+        "sideband_width": settings.sideband_width,
+        "efficiencies": list(settings.efficiencies),
+        "results": results,
+    }
+    return summary, tables, plots, metrics

@@ -1,0 +1,171 @@
+"""``sweep``: one hyper-parameter sweep of contrastive pretraining, from checks to summary.
+
+A sweep is a search space (``tune_spaces/*.yaml``: dotted config keys and their values or
+distributions) over a base run configuration. ``sweep()``
+
+1. checks the name, the search algorithm and the metric against the space, every key and value
+   of the space against the final config (``load_space`` already did against the base), and the
+   data, before anything starts;
+2. sizes the trials to the cluster (``resources``) and opens the sweep's MLflow parent run,
+   found again by the sweep's name on a rerun (``records``);
+3. runs a ``Tuner`` over a small trial function that calls ``pretrain`` (``tuner``), with the
+   placement groups of stopped trials released as it goes (``janitor``);
+4. restores the sweep instead of starting over when ``<ray.storage_path>/<name>`` holds one:
+   finished trials are kept, unfinished and errored ones resume, and each resumed trial's
+   ``pretrain`` continues from its own last checkpoint and MLflow run;
+5. writes a summary table (CSV) and plots of the selection metric against temperature and
+   latent size, and logs them to the parent run (``summary``, ``records``).
+
+Storage layout: the Tune experiment is ``<ray.storage_path>/<name>``; the Ray Train runs of its
+trials are under ``<ray.storage_path>/<name>/runs/<name>-<trial id>``; the summary and plots of
+a local sweep are in ``<ray.storage_path>/<name>/summary`` (a sweep on object storage writes
+them to a temporary directory and logs them to MLflow).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from distributed_clr.config.schema import RunConfig
+from distributed_clr.runtime import DATA_CPUS, init_ray, join, storage_root
+from distributed_clr.sweeps import records
+from distributed_clr.sweeps.janitor import PlacementGroupJanitor
+from distributed_clr.sweeps.resources import max_concurrent_trials, trial_footprint
+from distributed_clr.sweeps.space import SearchSpace, check_search
+from distributed_clr.sweeps.summary import SweepResult, load_trials, summarize, write_results
+from distributed_clr.sweeps.tuner import make_trainable, make_tuner, sweep_name, trial_run_name
+from distributed_clr.tracking import RunHandle, tracking_uri
+
+log = logging.getLogger(__name__)
+
+__all__ = ["sweep"]
+
+
+def sweep(
+    config: RunConfig,
+    space: SearchSpace,
+    data: str | Path,
+    name: str | None = None,
+    *,
+    log_embeddings: bool = False,
+) -> SweepResult:
+    """Run (or resume) the sweep ``name`` of ``space`` over ``config`` on prepared ``data``.
+
+    Args:
+        config: the base run config; ``tune.*`` choose the search, scheduler, metric and mode,
+            ``ray.*`` the resources of each trial (and ``ray.storage_path`` where the sweep
+            lives).
+        space: from ``load_space``; checked again against ``config`` here.
+        data: a prepared dijet dataset directory.
+        name: the sweep's name (Tune experiment and MLflow parent run); a rerun with the same
+            name restores the sweep. Default: ``<space name>-<time stamp>``.
+        log_embeddings: embed the val and test splits at the end of every trial (off by
+            default: ``dclr embed --run <id>`` embeds the trial you choose).
+
+    Raises:
+        ConfigError: a space value, search algorithm or metric that cannot work.
+        DatasetError: ``data`` is not a complete prepared dijet dataset.
+        ResourceError: not even one trial fits on the Ray cluster.
+        PlanError: a name that is not a valid run name (``train.check_run_name``).
+        SweepError: a name too long, or a resumed sweep with another space or configuration.
+    """
+    import ray
+
+    from distributed_clr.storage.manifest import require_complete
+
+    name = sweep_name(name, space)
+    check_search(space, config.tune)
+    space.check(config)
+    data = Path(data).resolve()
+    require_complete(data, "dijet")
+    config = _pin_paths(config)
+    experiment = join(config.ray.storage_path, name)
+
+    cpus, _ = trial_footprint(config)
+    init_ray(config.ray, min_cpus=math.ceil(cpus + DATA_CPUS))
+    concurrency = max_concurrent_trials(config, ray.cluster_resources())  # type: ignore[no-untyped-call]
+    trial_config = config.model_copy(
+        update={"ray": config.ray.model_copy(update={"storage_path": join(experiment, "runs")})}
+    )
+    parent = records.open_parent(config, space, name, data)
+    with contextlib.nullcontext() if parent is None else parent.failing_on_error():
+        trainable = make_trainable(
+            trial_config,
+            space,
+            str(data),
+            name,
+            None if parent is None else parent.run_id,
+            log_embeddings,
+        )
+        tuner = make_tuner(trainable, config, space, name, experiment, concurrency)
+        # Tune prints its tables and trial errors; stdout is for results, so they go to stderr.
+        with contextlib.redirect_stdout(sys.stderr), PlacementGroupJanitor():
+            tuner.fit()
+        return _finish(config, space, name, experiment, parent)
+
+
+def _pin_paths(config: RunConfig) -> RunConfig:
+    """Absolute tracking URI and storage paths: trials run in other processes, in Tune's trial
+    directories, where relative paths would point elsewhere."""
+    return config.model_copy(
+        update={
+            "tracking": config.tracking.model_copy(update={"uri": tracking_uri(config.tracking)}),
+            "ray": config.ray.model_copy(
+                update={"storage_path": storage_root(config.ray.storage_path)}
+            ),
+        }
+    )
+
+
+def _finish(
+    config: RunConfig, space: SearchSpace, name: str, experiment: str, parent: RunHandle | None
+) -> SweepResult:
+    """Summary, plots and the parent run's final state."""
+    metric, mode = config.tune.metric, config.tune.mode
+    trials = load_trials(experiment, space)
+    runs: dict[str, Any] = {}
+    if parent is not None:
+        runs = records.child_runs(parent)
+        for record in trials:
+            run = runs.get(trial_run_name(name, record.trial_id))
+            history = [] if run is None else records.trial_history(parent, run, metric)
+            record.history = history or record.history
+    summary = summarize(trials, space, name, metric, mode, runs)
+    complete = not (summary["status"] == "incomplete").any()
+    failed = int((summary["status"] == "error").sum())
+    directory = (
+        Path(experiment) / "summary"
+        if "://" not in experiment
+        else Path(tempfile.mkdtemp(prefix=f"dclr-sweep-{name}-"))
+    )
+    csv, plots = write_results(summary, space, metric, directory)
+    if parent is not None:
+        records.close_stopped_children(parent, runs)
+        records.log_results(parent, summary, metric, csv, plots)
+        records.finish_parent(parent, complete=complete, failed=failed)
+    if not complete:
+        log.warning("sweep '%s' was interrupted; rerun it with the same name to resume", name)
+    if failed:
+        log.warning(
+            "%d of %d trials failed; rerun the sweep with the same name to resume them",
+            failed,
+            len(summary),
+        )
+    return SweepResult(
+        name=name,
+        experiment_path=experiment,
+        summary=summary,
+        metric=metric,
+        mode=mode,
+        summary_csv=csv,
+        plots=plots,
+        parent_run_id=None if parent is None else parent.run_id,
+        tracking_uri=None if parent is None else parent.uri,
+        complete=complete,
+    )

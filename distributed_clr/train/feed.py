@@ -1,0 +1,99 @@
+"""The data a pretraining run reads: Ray Datasets of the train and val splits on the driver, and
+each rank's batches from its shard of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from distributed_clr.config.schema import DataConfig
+from distributed_clr.storage.reader import column_to_numpy, constituents, ray_dataset
+from distributed_clr.train.trainer import Batch
+
+__all__ = ["TRAIN_COLUMNS", "VAL_COLUMNS", "DijetCollate", "batches", "datasets"]
+
+TRAIN_COLUMNS = ("pt", "eta", "phi", "label")
+VAL_COLUMNS = ("pt", "eta", "phi", "label", "event_id")
+
+
+def _collate_base() -> type:
+    from ray.data.collate_fn import ArrowBatchCollateFn
+
+    base: type = ArrowBatchCollateFn
+    return base
+
+
+class DijetCollate(_collate_base()):  # type: ignore[misc]
+    """``iter_torch_batches(collate_fn=DijetCollate(...))``: Arrow batch -> dict of tensors
+    (``storage.reader.constituents`` plus the ``extra`` columns).
+
+    Returns ``x`` (B, 2, N, 3), ``mask`` (B, 2, N) and each of ``extra`` (e.g. label, mjj) as a
+    tensor, all on ``device``.
+    """
+
+    def __init__(self, extra: Sequence[str] = ("label",), device: str | None = None) -> None:
+        self.extra = tuple(extra)
+        self.device = device
+
+    def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
+        x, mask = constituents(batch, self.device)
+        out = {"x": x, "mask": mask}
+        for name in self.extra:
+            # A copy: Arrow's buffers are read-only and torch wants writable memory.
+            tensor = torch.from_numpy(np.array(column_to_numpy(batch.column(name))))
+            out[name] = tensor.to(self.device) if self.device is not None else tensor
+        return out
+
+
+def datasets(config: DataConfig, data: Path, seed: int) -> dict[str, Any]:
+    """``{"train": ..., "val": ...}``: the splits ``config`` names, limited to
+    ``config.max_events``, kept in the object store when ``config.cache`` (later epochs do not
+    re-read Parquet), the train blocks in a seeded random order."""
+    import ray.data
+
+    from distributed_clr.progress import progress_enabled
+
+    ray.data.DataContext.get_current().enable_progress_bars = progress_enabled()
+    out = {}
+    for name, split, columns in (
+        ("train", config.train_split, TRAIN_COLUMNS),
+        ("val", config.val_split, VAL_COLUMNS),
+    ):
+        ds = ray_dataset(data, "dijet", splits=[split], columns=columns)
+        if config.max_events is not None:
+            ds = ds.limit(config.max_events)
+        if config.cache:
+            ds = ds.materialize()
+        if name == "train":
+            ds = ds.randomize_block_order(seed=seed)
+        out[name] = ds
+    return out
+
+
+def batches(
+    shard: Any,
+    batch_size: int,
+    device: torch.device,
+    config: DataConfig,
+    shuffle_seed: int | None,
+    extra: tuple[str, ...],
+) -> Iterator[Batch]:
+    """Full batches of this rank's shard as tensors (``x``, ``mask`` and ``extra`` columns),
+    shuffled through a local buffer seeded ``shuffle_seed`` (None: in order)."""
+    collate = DijetCollate(extra=extra, device=str(device) if device.type == "cuda" else None)
+    buffer = config.shuffle_buffer if shuffle_seed is not None else 0
+    shuffled = buffer >= batch_size
+    iterator: Iterator[Batch] = shard.iter_torch_batches(
+        batch_size=batch_size,
+        collate_fn=collate,
+        drop_last=True,
+        prefetch_batches=config.prefetch_batches,
+        local_shuffle_buffer_size=buffer if shuffled else None,
+        local_shuffle_seed=shuffle_seed if shuffled else None,
+    )
+    return iterator
