@@ -56,13 +56,7 @@ def fit_predict_fcn(
     Returns:
         ((M,) float64 P(class 1), how the training went).
     """
-    settings = FitSettings(
-        epochs=config.epochs,
-        patience=config.patience,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        predict_batch=PREDICT_BATCH,
-    )
+    settings = FitSettings.of(config, predict_batch=PREDICT_BATCH)
     scores, record = train_and_predict(
         lambda: build_fcn(x.shape[1], config),
         _logits,

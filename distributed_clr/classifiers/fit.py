@@ -38,6 +38,7 @@ from scipy.special import expit
 from torch import nn
 
 from distributed_clr.classifiers.checks import ClassifierError, balanced_weights
+from distributed_clr.config.schema import FCNConfig, TransBCConfig
 from distributed_clr.stopping import EarlyStopping
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,24 @@ class FitSettings:
     """Events per forward pass at prediction."""
     validation_batch: int | None = None
     """Events per forward pass of the validation loss; None: all at once."""
+
+    @classmethod
+    def of(
+        cls,
+        config: FCNConfig | TransBCConfig,
+        predict_batch: int,
+        validation_batch: int | None = None,
+    ) -> FitSettings:
+        """The settings of a classifier's config section (both have epochs, patience, lr and
+        batch_size)."""
+        return cls(
+            config.epochs,
+            config.patience,
+            config.lr,
+            config.batch_size,
+            predict_batch,
+            validation_batch,
+        )
 
 
 @dataclass

@@ -133,14 +133,7 @@ def fit_predict_trans_bc(
         raise ClassifierError(f"y_train must be {len(train)} labels 0/1, got shape {labels.shape}")
     labels = labels.astype(np.int64)
     device = resolve_device(config.device)
-    settings = FitSettings(
-        epochs=config.epochs,
-        patience=config.patience,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        predict_batch=PREDICT_BATCH,
-        validation_batch=PREDICT_BATCH,
-    )
+    settings = FitSettings.of(config, predict_batch=PREDICT_BATCH, validation_batch=PREDICT_BATCH)
     scores, record = train_and_predict(
         lambda: TransBC(model, train.shape[2]),
         _logits,
