@@ -11,10 +11,10 @@ __all__ = ["mean_std", "number", "table"]
 
 def number(value: Any, digits: int = 3, general: bool = False) -> str:
     """A float with ``digits`` decimals (or significant digits, ``general``); n/a for None,
-    NaN and inf; anything else as text."""
+    NaN and inf; integers and anything else as text."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool | int) or not isinstance(value, float):
         return str(value)
     return f"{value:.{digits}g}" if general else f"{value:.{digits}f}"
 

@@ -72,7 +72,7 @@ def sweep(
         ConfigError: a space value, search algorithm or metric that cannot work.
         DatasetError: ``data`` is not a complete prepared dijet dataset.
         ResourceError: not even one trial fits on the Ray cluster.
-        PlanError: a name that is not a valid run name (``train.check_run_name``).
+        ConfigError: a name that is not a valid run name (``train.check_run_name``).
         SweepError: a name too long, or a resumed sweep with another space or configuration.
     """
     import ray

@@ -52,7 +52,7 @@ def sweep_name(name: str | None, space: SearchSpace) -> str:
     """``name`` (or the default), checked as a run name and for room for the trial ids.
 
     Raises:
-        PlanError: not a valid run name (``train.check_run_name``; a ``UserError``).
+        ConfigError: not a valid run name (``train.check_run_name``).
         SweepError: longer than ``MAX_SWEEP_NAME``.
     """
     from distributed_clr.train import check_run_name
