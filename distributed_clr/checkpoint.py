@@ -137,7 +137,10 @@ def read_config(directory: str | Path) -> RunConfig:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory} is not a checkpoint: {CONFIG_FILE} is missing")
-    return RunConfig.model_validate(json.loads(path.read_text()))
+    try:
+        return RunConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint config: {err}") from None
 
 
 def load_checkpoint(directory: str | Path) -> dict[str, Any]:
@@ -146,9 +149,14 @@ def load_checkpoint(directory: str | Path) -> dict[str, Any]:
     path = directory / STATE_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory} is not a checkpoint: {STATE_FILE} is missing")
-    payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        payload["train_state"] = TrainState(**payload["train_state"])
+        payload["model"], payload["rng"]
+    except Exception as err:  # torch raises several unrelated types for a damaged file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first})") from None
     payload["config"] = read_config(directory)
-    payload["train_state"] = TrainState(**payload["train_state"])
     return payload
 
 
@@ -159,5 +167,10 @@ def load_model(
     payload = load_checkpoint(directory)
     config: RunConfig = payload["config"]
     model = build_model(config.model, config.prepare.num_constituents)
-    model.load_state_dict(payload["model"])
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{directory}: the weights do not fit the model its config describes ({err})"
+        ) from None
     return model.to(device).eval(), config

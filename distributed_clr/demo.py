@@ -29,13 +29,10 @@ from distributed_clr.data.prepare import prepare
 from distributed_clr.embed import embed
 from distributed_clr.evaluate import classify, cwola
 from distributed_clr.runtime import init_ray
-from distributed_clr.storage.manifest import reuse_or_run
 from distributed_clr.train import pretrain
 
 log = logging.getLogger(__name__)
 
-EVALUATION = "evaluation"
-"""The stage-record kind of the demo's classify and CWoLa outputs (``storage.manifest``)."""
 SIGNAL_SHARE = 0.25
 """Signal events generated per QCD event (the samples are mixed later at any fraction)."""
 
@@ -90,7 +87,9 @@ def run_demo(config: RunConfig, out: Path, scale: float = 1.0) -> DemoResult:
         raw_dirs.append(out / process)
 
     start = time.perf_counter()
-    dijets = prepare(raw_dirs, out / "dijets", config.prepare, config.ray)
+    dijets = prepare(
+        raw_dirs, out / "dijets", config.prepare, config.ray, verify=config.data.verify
+    )
     result.timings["prepare"] = time.perf_counter() - start
     result.facts["dijet events"] = dijets.rows
     result.facts["splits"] = dijets.summary["splits"]
@@ -111,42 +110,35 @@ def _learn_and_evaluate(config: RunConfig, out: Path, result: DemoResult) -> Non
 
     start = time.perf_counter()
     embeddings = out / "embeddings"
-    manifest = embed(trained.best_checkpoint, out / "dijets", embeddings, config.ray)
+    verify = config.data.verify
+    embed(trained.best_checkpoint, out / "dijets", embeddings, config.ray, verify=verify)
     result.timings["embed"] = time.perf_counter() - start
-    identity = {"embeddings": manifest.config, "evaluate": config.evaluate.model_dump(mode="json")}
 
+    # Each evaluation records itself in its directory: a rerun returns the recorded summary.
     start = time.perf_counter()
-    result.classify = reuse_or_run(
+    result.classify = classify(
+        config.evaluate,
+        embeddings,
+        out / "dijets",
         out / "classify",
-        EVALUATION,
-        identity,
-        lambda: classify(
-            config.evaluate,
-            embeddings,
-            out / "dijets",
-            out / "classify",
-            model=config.model,
-            mlflow_run_id=trained.mlflow_run_id,
-            tracking=config.tracking,
-        ),
+        model=config.model,
+        mlflow_run_id=trained.mlflow_run_id,
+        tracking=config.tracking,
+        verify=verify,
     )
     result.timings["classify"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    result.cwola = reuse_or_run(
+    result.cwola = cwola(
+        config.evaluate,
+        embeddings,
+        out / "dijets",
         out / "cwola",
-        EVALUATION,
-        identity,
-        lambda: cwola(
-            config.evaluate,
-            embeddings,
-            out / "dijets",
-            out / "cwola",
-            mode="idealised",
-            classifier=DEMO_CWOLA_CLASSIFIER,
-            mlflow_run_id=trained.mlflow_run_id,
-            tracking=config.tracking,
-        ),
+        mode="idealised",
+        classifier=DEMO_CWOLA_CLASSIFIER,
+        mlflow_run_id=trained.mlflow_run_id,
+        tracking=config.tracking,
+        verify=verify,
     )
     result.timings["cwola scan"] = time.perf_counter() - start
 

@@ -1,13 +1,16 @@
 """``dclr embed``: prepared dijets -> embedding shards, with a trained checkpoint.
 
-Ray Data streams the prepared shards (``storage.reader.ray_dataset``) through a pool of actors
-that each hold the model once (``map_batches`` with a callable class, on CPU or one GPU per
-actor); the driver receives only the embeddings (D floats per event) and writes them as shards
-of at most ``rows_per_shard`` events, each atomically, then the manifest. The output directory
-is an ``embedding`` dataset (docs/architecture.md): the event's keys (dataset, event_id), label,
-process, split, fold, m_jj and ``embedding`` [D]. The manifest (``storage.manifest``) names the
-checkpoint and data: rerunning with the same ones reuses a complete, verified output; an
-interrupted or damaged one is redone from the start (embedding is fast next to training).
+One output shard per input shard (``embedding-<input name>.parquet``), so the output depends
+only on the checkpoint and the data: a pool of Ray actors each loads the model once (on CPU or
+one GPU), and for each prepared shard it is handed reads the shard in chunks, keeps the chosen
+splits, embeds them and writes the embeddings (the event's keys, label, process, split, fold,
+m_jj and ``embedding`` [D]) into the run's staging area. The driver publishes each shard and
+records it in the manifest at once.
+
+The manifest names the checkpoint (and its sha256) and the data (and its shards' checksums): a
+rerun with the same ones reuses a complete, verified output and finishes an interrupted one
+shard by shard, ending with the same bytes; other ones are refused. The checkpoint is loaded
+and the data verified before Ray starts.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 
-from distributed_clr.checkpoint import STATE_FILE, CheckpointError, load_model
+from distributed_clr.checkpoint import STATE_FILE, load_model
 from distributed_clr.config.schema import RayConfig
+from distributed_clr.crashpoints import crash_point
+from distributed_clr.errors import UserError
 from distributed_clr.models import ContrastiveModel
 from distributed_clr.storage.files import sha256_file, write_parquet_atomic
 from distributed_clr.storage.formats import EMBEDDING_KEYS, SPLITS, embedding_schema
@@ -33,30 +38,39 @@ from distributed_clr.storage.manifest import (
     DatasetError,
     Manifest,
     ShardRecord,
+    finish,
+    publish,
     require_complete,
     resume_or_start,
+    staging_area,
 )
-from distributed_clr.storage.reader import check_splits, constituents, ray_dataset
+from distributed_clr.storage.reader import check_splits, constituents
+from distributed_clr.storage.verify import VerifyLevel, verify_shards
 
 log = logging.getLogger(__name__)
 
 INPUT_COLUMNS = (*EMBEDDING_KEYS, "pt", "eta", "phi")
 
-__all__ = ["Embedder", "embed"]
+__all__ = ["Embedder", "embed", "output_name"]
+
+
+def output_name(input_file: str) -> str:
+    """The embedding shard made from the prepared shard ``input_file``."""
+    return f"embedding-{Path(input_file).stem}.parquet"
 
 
 class Embedder:
-    """Ray Data callable class: an Arrow batch of prepared dijets -> its embedding table."""
+    """Holds a trained model once and embeds prepared dijets with it (a Ray actor's state)."""
 
     def __init__(self, checkpoint: str, device: str = "cpu", chunk: int = 4096) -> None:
         self.device = torch.device(device)
-        model, config = load_model(checkpoint, self.device)
+        model, _ = load_model(checkpoint, self.device)
         self.model = typing.cast("ContrastiveModel", model)
         self.chunk = chunk
-        self.representation = config.model.representation
 
     @torch.no_grad()
     def __call__(self, batch: pa.Table) -> pa.Table:
+        """An Arrow batch of prepared dijets -> its embedding table."""
         x, mask = constituents(batch, self.device)
         parts = [
             self.model.represent(x[i : i + self.chunk], mask[i : i + self.chunk]).float().cpu()
@@ -68,6 +82,29 @@ class Embedder:
         schema = embedding_schema(h.shape[1])
         columns = [batch.column(name) for name in EMBEDDING_KEYS] + [embedding]
         return pa.Table.from_arrays(columns, schema=schema)
+
+    def embed_shard(self, path: str, splits: list[str], staging: str) -> dict[str, Any]:
+        """Embed the events of ``splits`` in one prepared shard; write them into ``staging``."""
+        parquet = pq.ParquetFile(path)
+        tables = []
+        for batch in parquet.iter_batches(batch_size=self.chunk, columns=list(INPUT_COLUMNS)):
+            table = pa.Table.from_batches([batch])
+            keep = np.isin(table.column("split").to_numpy(zero_copy_only=False), splits)
+            if keep.any():
+                tables.append(self(table.filter(pa.array(keep))))
+        if not tables:
+            return {"input": Path(path).name, "rows": 0}
+        output = pa.concat_tables(tables)
+        name = output_name(path)
+        splits_found = output.column("split").to_pylist()
+        return {
+            "input": Path(path).name,
+            "rows": output.num_rows,
+            "file": name,
+            "sha256": write_parquet_atomic(output, Path(staging) / name),
+            "dim": output.schema.field("embedding").type.list_size,
+            "splits": {s: splits_found.count(s) for s in sorted(set(splits_found))},
+        }
 
 
 def _identity(checkpoint: Path, data_manifest: Manifest, splits: Sequence[str]) -> dict[str, Any]:
@@ -87,21 +124,15 @@ def embed(
     ray_config: RayConfig,
     *,
     splits: Sequence[str] | None = None,
-    batch_size: int = 1024,
-    rows_per_shard: int = 100_000,
     actors: int | None = None,
+    verify: VerifyLevel = "sha256",
 ) -> Manifest:
     """Embed ``splits`` (default all) of the prepared dataset ``data`` with ``checkpoint``."""
-    import ray
-    import ray.data
-
-    from distributed_clr.runtime import init_ray
-
     checkpoint, data, out = Path(checkpoint).resolve(), Path(data).resolve(), Path(out)
-    if not (checkpoint / STATE_FILE).is_file():
-        raise CheckpointError(f"{checkpoint} is not a checkpoint directory ({STATE_FILE} missing)")
+    load_model(checkpoint)  # a clear error now, not in a Ray actor later
     chosen = check_splits(splits if splits is not None else SPLITS)
     data_manifest = require_complete(data, "dijet")
+    verify_shards(data, data_manifest, verify)
     available = data_manifest.summary.get("splits", {})
     if not any(available.get(s, 0) for s in chosen):
         raise DatasetError(f"{data} has no events in split(s) {', '.join(chosen)}")
@@ -109,44 +140,73 @@ def embed(
     if manifest.complete:
         log.info("reusing the embeddings in %s", out)
         return manifest
-    for shard in manifest.shards:  # shards follow Ray's output order: an unfinished run restarts
-        (out / shard.file).unlink(missing_ok=True)
-    manifest.shards = []
-    manifest.write(out)
+    summary: dict[str, Any] = manifest.summary.setdefault("inputs", {})
+    listed = {s.file for s in manifest.shards}
+    pending = [
+        s.file
+        for s in sorted(data_manifest.shards, key=lambda s: s.file)
+        if not (s.file in summary and (summary[s.file] is None or summary[s.file] in listed))
+    ]
+    crash_point("stage-started", str(out))
+    if pending:
+        _embed_shards(checkpoint, data, out, ray_config, chosen, pending, manifest, actors)
+    counts: Counter[str] = Counter()
+    for shard in manifest.shards:
+        counts.update(shard.stats["splits"])
+    dims = {int(s.stats["dim"]) for s in manifest.shards}
+    if not manifest.shards:
+        raise DatasetError(f"no events of split(s) {', '.join(chosen)} in {data}")
+    manifest.summary.update(
+        {"events": manifest.rows, "dim": dims.pop(), "splits": dict(sorted(counts.items()))}
+    )
+    finish(out, manifest)
+    log.info("wrote %d embeddings (D = %d) to %s", manifest.rows, manifest.summary["dim"], out)
+    return manifest
+
+
+def _embed_shards(
+    checkpoint: Path,
+    data: Path,
+    out: Path,
+    ray_config: RayConfig,
+    splits: list[str],
+    pending: list[str],
+    manifest: Manifest,
+    actors: int | None,
+) -> None:
+    import ray
+    from ray.util import ActorPool
+
+    from distributed_clr.runtime import init_ray, unwrap_ray_error
 
     init_ray(ray_config)
     use_gpu = ray_config.use_gpu
     free = ray.available_resources()  # type: ignore[no-untyped-call]
-    size = actors or max(1, min(4, int(free.get("GPU" if use_gpu else "CPU", 1))))
-    ds = ray_dataset(data, "dijet", splits=chosen, columns=INPUT_COLUMNS)
-    ds = ds.map_batches(
-        Embedder,
-        fn_constructor_kwargs={
-            "checkpoint": str(checkpoint),
-            "device": "cuda" if use_gpu else "cpu",
-        },
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size),
-        num_gpus=1 if use_gpu else 0,
+    size = actors or max(1, min(4, len(pending), int(free.get("GPU" if use_gpu else "CPU", 1))))
+    actor = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(Embedder)
+    handles: list[Any] = [
+        actor.remote(str(checkpoint), "cuda" if use_gpu else "cpu") for _ in range(size)
+    ]
+    staging = staging_area(out)
+    inputs: dict[str, Any] = manifest.summary["inputs"]
+    work = ActorPool(handles).map_unordered(
+        lambda a, name: a.embed_shard.remote(str(data / name), splits, str(staging)),
+        pending,
     )
-    counts: Counter[str] = Counter()
-    dim = 0
-    for index, batch in enumerate(
-        ds.iter_batches(batch_size=rows_per_shard, batch_format="pyarrow")
-    ):
-        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-        dim = table.schema.field("embedding").type.list_size
-        name = f"embedding-{index:05d}.parquet"
-        digest = write_parquet_atomic(table, out / name)
-        for item in pc.value_counts(table.column("split")).to_pylist():
-            counts[str(item["values"])] += int(item["counts"])
-        manifest.shards.append(ShardRecord(name, table.num_rows, digest))
-        manifest.write(out)
-    if not manifest.shards:
-        raise DatasetError(f"no events of split(s) {', '.join(chosen)} in {data}")
-    manifest.summary = {"events": manifest.rows, "dim": dim, "splits": dict(sorted(counts.items()))}
-    manifest.complete = True
-    manifest.write(out)
-    log.info("wrote %d embeddings (D = %d) to %s", manifest.rows, dim, out)
-    return manifest
+    try:
+        for record in work:
+            inputs[record["input"]] = record.get("file")  # None: no event of these splits
+            if record["rows"] == 0:
+                manifest.write(out)
+                continue
+            stats = {"dim": record["dim"], "splits": record["splits"]}
+            shard = ShardRecord(record["file"], record["rows"], record["sha256"], stats)
+            publish(out, manifest, staging / record["file"], shard)
+    except Exception as err:
+        cause = unwrap_ray_error(err)
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise
+    finally:
+        for handle in handles:
+            ray.kill(handle)

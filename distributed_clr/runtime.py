@@ -22,7 +22,15 @@ from distributed_clr.errors import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DATA_CPUS", "ResourceError", "init_ray", "join", "storage_root", "units_that_fit"]
+__all__ = [
+    "DATA_CPUS",
+    "ResourceError",
+    "init_ray",
+    "join",
+    "storage_root",
+    "units_that_fit",
+    "unwrap_ray_error",
+]
 
 DATA_CPUS = 1.0
 """CPUs kept free for Ray Data to read shards next to the training workers."""
@@ -47,7 +55,12 @@ def init_ray(config: RayConfig, min_cpus: int | None = None) -> None:
     address = config.address or os.environ.get("RAY_ADDRESS") or None
     if address:
         log.info("connecting to the Ray cluster at %s", address)
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(
+            address=address,
+            logging_level=logging.WARNING,
+            runtime_env={"worker_process_setup_hook": quiet_ray_logging},
+        )
+        quiet_ray_logging()
         return
     num_cpus = config.num_cpus
     if min_cpus is not None:
@@ -60,7 +73,35 @@ def init_ray(config: RayConfig, min_cpus: int | None = None) -> None:
         include_dashboard=False,
         logging_level=logging.WARNING,
         configure_logging=True,
+        runtime_env={"worker_process_setup_hook": quiet_ray_logging},
     )
+    quiet_ray_logging()
+
+
+QUIET_LOGGERS = {
+    "ray.train": logging.ERROR,
+    "ray.tune": logging.WARNING,
+    "ray.data": logging.WARNING,
+}
+"""Ray's loggers and the level below which a successful run stays silent: Ray Train logs every
+report at INFO and, without Ray's dashboard, a warning per second from its placement-group
+cleaner; Ray Data announces each execution; MLflow announces creating its database tables.
+Errors still show; ``-v`` shows everything."""
+
+
+def quiet_ray_logging() -> None:
+    """Raise Ray's chattiest loggers to ``QUIET_LOGGERS`` (on the driver and, as Ray's
+    ``worker_process_setup_hook``, in every worker) unless the package logs at DEBUG."""
+    if logging.getLogger("distributed_clr").isEnabledFor(logging.DEBUG):
+        return
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        import ray.data
+
+        ray.data.DataContext.get_current().print_on_execution_start = False
+    except ImportError:  # pragma: no cover - ray[data] is a core dependency
+        pass
 
 
 def units_that_fit(
@@ -103,3 +144,30 @@ def storage_root(path: str) -> str:
 def join(storage: str, *parts: str) -> str:
     """``storage``/``part``/... for a local path or a URI."""
     return "/".join([storage.rstrip("/"), *parts])
+
+
+def unwrap_ray_error(err: BaseException) -> BaseException:
+    """The exception a Ray task, actor or training worker raised, out of Ray's wrappers.
+
+    Ray re-raises a remote error as a ``RayTaskError`` (its ``cause`` is the original) and Ray
+    Train wraps worker errors again; a ``UserError`` found anywhere in that chain is returned as
+    it was raised, so its message reaches the user as one line. Anything else is returned
+    unchanged.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [err]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, UserError) and not _is_ray_wrapper(current):
+            return current
+        pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
+        pending += list(getattr(current, "worker_failures", {}).values())
+    return err
+
+
+def _is_ray_wrapper(err: BaseException) -> bool:
+    """Ray's ``RayTaskError`` subclasses the cause's type; its message holds a traceback."""
+    return any(cls.__name__ == "RayTaskError" for cls in type(err).__mro__)

@@ -8,7 +8,8 @@ sections it needs. Results go to stdout, logs to stderr.
 
 Exit codes: 0 success; 2 a usage, configuration or input-data error (``errors.UserError``),
 printed as one line; 1 a run that could not finish (``errors.RunError``), printed as one line;
-130 an interruption. Anything else is a bug, and Python prints its traceback.
+130 an interruption. Anything else is a bug, and Python prints its traceback; ``-v`` also shows
+the traceback of a user or run error.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from distributed_clr import __version__
@@ -80,18 +82,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ConfigError as err:
+        _traceback_if_verbose(args)
         sys.stderr.write(f"dclr: configuration error: {_one_line(err)}\n")
         return EXIT_USAGE
     except UserError as err:
+        _traceback_if_verbose(args)
         sys.stderr.write(f"dclr: error: {_one_line(err)}\n")
         return EXIT_USAGE
     except RunError as err:
+        _traceback_if_verbose(args)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         sys.stderr.write(f"dclr: failed: {first} (details in the log above)\n")
         return EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write("dclr: interrupted\n")
         return EXIT_INTERRUPTED
+
+
+def _traceback_if_verbose(args: argparse.Namespace) -> None:
+    """With -v, where a user error was raised, for reports and debugging."""
+    if args.verbose:
+        traceback.print_exc(file=sys.stderr)
 
 
 def _one_line(err: BaseException) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from distributed_clr.cli.options import add_config_options, config_from, override_flag
+from distributed_clr.storage.manifest import DatasetError
 
 __all__ = ["add_parsers"]
 
@@ -52,7 +53,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     from distributed_clr.data.prepare import prepare
 
     config = config_from(args)
-    manifest = prepare(args.raw, args.out, config.prepare, config.ray)
+    manifest = prepare(args.raw, args.out, config.prepare, config.ray, verify=config.data.verify)
     sys.stdout.write(f"{args.out}: {manifest.rows} dijet events in {len(manifest.shards)} shards\n")
     for dataset, flow in manifest.summary["cut_flow"].items():
         removed = ", ".join(f"{k} {v}" for k, v in flow["removed"].items())
@@ -64,8 +65,35 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from distributed_clr.storage.verify import check_directory
+
+    failed = 0
+    for directory in args.directories:
+        manifest, found = check_directory(directory)
+        if found:
+            failed += 1
+            sys.stdout.write(f"{directory}: {len(found)} problem(s)\n")
+            sys.stdout.writelines(f"  {problem}\n" for problem in found)
+        elif manifest is not None:
+            sys.stdout.write(
+                f"{directory}: OK ({manifest.kind}, {len(manifest.shards)} shards, "
+                f"{manifest.rows} rows, checksums match)\n"
+            )
+    if failed:
+        raise DatasetError(f"{failed} of {len(args.directories)} directories failed verification")
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def add_parsers(commands: Any) -> None:
-    """Register ``generate``, ``import-lhco`` and ``prepare``."""
+    """Register ``generate``, ``import-lhco``, ``prepare`` and ``verify``."""
     gen = commands.add_parser(
         "generate",
         help="generate collision events with Pythia 8 and a detector response",
@@ -99,9 +127,9 @@ def add_parsers(commands: Any) -> None:
         help="label every event (default: the file's label column, or -1 without one)",
     )
     lhco.add_argument("--key", help="HDF5 key of the frame (default: the only one in the file)")
-    lhco.add_argument("--events-per-shard", type=int, default=100_000, help="rows per shard")
-    lhco.add_argument("--chunk-rows", type=int, default=10_000, help="rows read at a time")
-    lhco.add_argument("--max-events", type=int, help="read at most this many events per file")
+    lhco.add_argument("--events-per-shard", type=_positive, default=100_000, help="rows per shard")
+    lhco.add_argument("--chunk-rows", type=_positive, default=10_000, help="rows read at a time")
+    lhco.add_argument("--max-events", type=_positive, help="read at most this many events per file")
     lhco.set_defaults(handler=_cmd_import_lhco)
 
     prep = commands.add_parser(
@@ -115,3 +143,13 @@ def add_parsers(commands: Any) -> None:
     prep.add_argument("--out", type=Path, required=True, help="output dataset directory")
     add_config_options(prep)
     prep.set_defaults(handler=_cmd_prepare)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check datasets and stage outputs against their manifests (rows and sha256)",
+        description="For each directory: its manifest is readable and complete, every shard it "
+        "lists exists with the recorded row count and sha256, and every recorded output file "
+        "is unchanged. Exit 0 when all pass, 2 otherwise.",
+    )
+    verify.add_argument("directories", nargs="+", type=Path, metavar="DIR", help="directories")
+    verify.set_defaults(handler=_cmd_verify)

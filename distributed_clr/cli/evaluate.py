@@ -113,6 +113,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         tracking=config.tracking,
         train_split=config.data.train_split,
         test_split=config.data.test_split,
+        verify=config.data.verify,
     )
     sys.stdout.write(format_classify(summary, args.out))
     return 0
@@ -133,6 +134,7 @@ def _cmd_cwola(args: argparse.Namespace) -> int:
         tracking=config.tracking,
         train_split=config.data.train_split,
         test_split=config.data.test_split,
+        verify=config.data.verify,
     )
     sys.stdout.write(format_cwola(summary, args.out))
     return 0

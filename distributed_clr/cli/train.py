@@ -43,7 +43,14 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     config = config_from(args)
     checkpoint = checkpoint_from(args, config)
-    manifest = embed(checkpoint, args.data, args.out, config.ray, splits=args.split or None)
+    manifest = embed(
+        checkpoint,
+        args.data,
+        args.out,
+        config.ray,
+        splits=args.split or None,
+        verify=config.data.verify,
+    )
     splits = ", ".join(f"{k} {v}" for k, v in manifest.summary["splits"].items())
     sys.stdout.write(
         f"{args.out}: {manifest.rows} embeddings (D = {manifest.summary['dim']}) in "

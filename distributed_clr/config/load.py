@@ -259,6 +259,9 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        bad = err.object[err.start : err.start + 1]
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {err.start}: {bad!r})") from None
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -37,6 +37,10 @@ class DataConfig(Section):
     """Events in the per-worker local shuffle buffer (0 disables shuffling)."""
     prefetch_batches: NonNegInt = 2
     """Batches fetched ahead of the training step."""
+    verify: Literal["sha256", "rows"] = "sha256"
+    """How every reader checks a dataset's shards against its manifest before reading: their
+    row counts and sha256 checksums ('sha256'), or only their row counts ('rows', for very
+    large datasets on storage you trust). ``dclr verify DIR`` always checks checksums."""
     cache: bool = True
     """Keep the selected columns of the train and val splits in Ray's object store after the
     first read, so later epochs do not re-read and re-decode Parquet (Ray spills to disk when
@@ -159,7 +163,11 @@ class PrepareConfig(Section):
     split_salt: str = "dclr-v1"
     """Salt of the split hash; changing it reshuffles every split."""
     batch_events: PositiveInt = 2_048
-    """Events per Ray Data batch in clustering."""
+    """Events clustered at once (one fastjet call) inside a task."""
+    events_per_task: PositiveInt = 20_000
+    """Raw events per Ray task and output shard (whole Parquet row groups of a raw shard, at
+    least this many unless the shard ends): the unit of work, of resuming and of output files,
+    so the output is the same bytes however the run was interrupted."""
 
     @model_validator(mode="after")
     def _fractions(self) -> Self:

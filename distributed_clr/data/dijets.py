@@ -22,17 +22,18 @@ import pyarrow as pa
 
 from distributed_clr.config.schema import PrepareConfig
 from distributed_clr.data.splits import assign_splits
-from distributed_clr.errors import UserError
 from distributed_clr.physics.clustering import fastjet_module, momenta
 from distributed_clr.physics.observables import kinematics, nsubjettiness, ratio
 from distributed_clr.physics.particles import FloatArray, Particles, from_arrow
 from distributed_clr.storage.formats import SPLITS, dijet_schema
+from distributed_clr.storage.manifest import DatasetError
 
 CUTS = ("fewer_than_two_jets", "jet_pt", "jet_eta")
 
 
-class BadEventsError(UserError, ValueError):
-    """Raw events that cannot be processed (non-finite or negative values)."""
+class BadEventsError(DatasetError, ValueError):
+    """Raw events that cannot be processed (non-finite values, negative pT, lists of different
+    lengths)."""
 
 
 @dataclass
@@ -62,17 +63,36 @@ class CutFlow:
         return cls(int(data["events_in"]), removed, int(data["events_out"]))
 
 
+def _check_lists(table: pa.Table, event_ids: npt.NDArray[np.int64], source: str) -> None:
+    """Every event's pt, eta and phi lists have one entry per particle."""
+    lengths = [
+        table.column(name).combine_chunks().value_lengths().to_numpy(zero_copy_only=False)
+        for name in ("pt", "eta", "phi")
+    ]
+    bad = (lengths[0] != lengths[1]) | (lengths[0] != lengths[2])
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise BadEventsError(
+            f"{source}: event_id {int(event_ids[row])} (row {row} of the batch) has "
+            f"{lengths[0][row]} pt, {lengths[1][row]} eta and {lengths[2][row]} phi values; "
+            "each particle needs one of each"
+        )
+
+
 def _check_finite(particles: Particles, event_ids: npt.NDArray[np.int64], source: str) -> None:
+    event_of = np.repeat(np.arange(len(particles.counts)), particles.counts)
     for name in ("pt", "eta", "phi"):
         values = getattr(particles, name)
-        bad = ~np.isfinite(values)
+        checks = [(~np.isfinite(values), f"a non-finite {name} (NaN or infinite)")]
         if name == "pt":
-            bad |= values < 0
-        if bad.any():
-            event = np.repeat(np.arange(len(particles.counts)), particles.counts)[np.argmax(bad)]
-            raise BadEventsError(
-                f"{source}: event_id {int(event_ids[event])} has a non-finite or negative {name}"
-            )
+            checks.append((values < 0, "a negative pt"))
+        for bad, what in checks:
+            if bad.any():
+                first = int(np.argmax(bad))
+                raise BadEventsError(
+                    f"{source}: event_id {int(event_ids[event_of[first]])} has {what}: "
+                    f"{float(values[first])!r}"
+                )
 
 
 def _regular(array: ak.Array) -> FloatArray:
@@ -92,6 +112,7 @@ def select_dijets(
     n_const = config.num_constituents
     flow = CutFlow(events_in=table.num_rows)
     event_ids = table.column("event_id").to_numpy().astype(np.int64)
+    _check_lists(table, event_ids, source)
     particles = from_arrow(table)
     _check_finite(particles, event_ids, source)
 

@@ -2,8 +2,9 @@
 
 Each shard gets its own seed, derived from the master seed and the process name, so shards are
 independent, a QCD and a signal dataset made with the same seed share no random stream, and the
-same command always writes the same bytes. The driver writes the manifest after every finished
-shard, so an interrupted run resumes where it stopped.
+same command always writes the same bytes. The manifest exists from the start; workers write
+their shards into the run's staging area and the driver publishes each one and records it at
+once, so a run killed at any point resumes where it stopped and ends with the same bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from distributed_clr.config.errors import ConfigError
 from distributed_clr.config.schema import GenerateConfig, RayConfig
+from distributed_clr.crashpoints import crash_point
 from distributed_clr.errors import UserError
 from distributed_clr.physics.particles import to_arrow
 from distributed_clr.physics.pythia import GenerationError, generate_events, pythia_settings
@@ -27,7 +29,14 @@ from distributed_clr.progress import progress
 from distributed_clr.seeds import seed_sequence
 from distributed_clr.storage.files import write_parquet_atomic
 from distributed_clr.storage.formats import LABEL_BACKGROUND, LABEL_SIGNAL
-from distributed_clr.storage.manifest import Manifest, ShardRecord, resume_or_start
+from distributed_clr.storage.manifest import (
+    Manifest,
+    ShardRecord,
+    finish,
+    publish,
+    resume_or_start,
+    staging_area,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +76,8 @@ def event_ids(config: GenerateConfig, index: int, n: int) -> np.ndarray[Any, np.
 
 
 def generate_shard(config: GenerateConfig, index: int, n_events: int, out: str) -> ShardRecord:
-    """Generate shard ``index`` and write it atomically into directory ``out``."""
+    """The Ray task: generate shard ``index`` and write it atomically into directory ``out``
+    (the run's staging area; the driver publishes it)."""
 
     result = generate_events(config, n_events, shard_seed(config, index))
     table = to_arrow(
@@ -120,7 +130,7 @@ def generate(config: GenerateConfig, out: Path, ray_config: RayConfig) -> Manife
     """Generate a raw-event dataset into ``out`` (resuming a previous, interrupted run)."""
     import ray
 
-    from distributed_clr.runtime import init_ray
+    from distributed_clr.runtime import init_ray, unwrap_ray_error
 
     if config.shards > MAX_SHARDS:
         raise ConfigError(f"at most {MAX_SHARDS} shards, got {config.shards}")
@@ -141,11 +151,13 @@ def generate(config: GenerateConfig, out: Path, ray_config: RayConfig) -> Manife
     todo = [i for i in range(config.shards) if shard_name(i) not in done]
     if done:
         log.info("%s: %d of %d shards already complete", out, len(done), config.shards)
+    crash_point("stage-started", str(out))
 
     if todo:
         init_ray(ray_config)
+        staging = staging_area(out)
         task = ray.remote(num_cpus=1, max_retries=1)(generate_shard)
-        pending = {task.remote(config, i, counts[i], str(out.resolve())): i for i in todo}
+        pending = {task.remote(config, i, counts[i], str(staging)): i for i in todo}
         with progress(
             total=config.events, initial=manifest.rows, desc=f"generate {config.process}", unit="ev"
         ) as bar:
@@ -157,11 +169,11 @@ def generate(config: GenerateConfig, out: Path, ray_config: RayConfig) -> Manife
                 except ray.exceptions.RayTaskError as err:
                     for ref in pending:
                         ray.cancel(ref)
-                    if isinstance(err.cause, UserError):
-                        raise err.cause from None
+                    cause = unwrap_ray_error(err)
+                    if isinstance(cause, UserError):
+                        raise cause from None
                     raise GenerationError(f"generating shard {index} failed: {err}") from err
-                manifest.shards.append(record)
-                manifest.write(out)
+                publish(out, manifest, staging / record.file, record)
                 bar.update(record.rows)
                 log.info(
                     "%s: shard %d done (%d of %d shards, %d events)",
@@ -173,8 +185,7 @@ def generate(config: GenerateConfig, out: Path, ray_config: RayConfig) -> Manife
                 )
 
     manifest.summary = _summary(config, manifest.shards)
-    manifest.complete = True
-    manifest.write(out)
+    finish(out, manifest)
     log.info(
         "%s: %d %s events, trigger efficiency %.3f, sigma %.4g pb",
         out,

@@ -31,7 +31,14 @@ from distributed_clr.physics.particles import Particles, to_arrow
 from distributed_clr.progress import progress
 from distributed_clr.storage.files import write_parquet_atomic
 from distributed_clr.storage.formats import LABEL_UNKNOWN
-from distributed_clr.storage.manifest import Manifest, ShardRecord, resume_or_start
+from distributed_clr.storage.manifest import (
+    Manifest,
+    ShardRecord,
+    finish,
+    publish,
+    resume_or_start,
+    staging_area,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,12 @@ def _find_group(handle: Any, key: str | None, path: Path) -> Any:
     if key is not None:
         if key not in handle:
             raise LHCOFormatError(f"{path}: no key '{key}'; keys are {list(handle.keys())}")
+        if not isinstance(handle[key], h5py.Group):
+            groups = [k for k in handle if isinstance(handle[k], h5py.Group)]
+            raise LHCOFormatError(
+                f"{path}: '{key}' is an HDF5 dataset, not a pandas frame (a group); frames in "
+                f"the file: {groups or 'none'}"
+            )
         return handle[key]
     groups = [k for k in handle if isinstance(handle[k], h5py.Group)]
     if len(groups) != 1:
@@ -100,6 +113,18 @@ def _layout(group: Any, path: Path) -> _Layout:
     raise LHCOFormatError(
         f"{path}: not a pandas HDF5 frame (expected 'table' or 'axis0'/'block0_values')"
     )
+
+
+def _check_numeric(group: Any, layout: _Layout, path: Path) -> None:
+    """Every value column is a number (pandas stores strings as object blocks)."""
+    for name, positions in layout.blocks:
+        dtype = group["table"].dtype[name] if layout.kind == "table" else group[name].dtype
+        base = dtype.base if dtype.subdtype is not None else dtype
+        if base.kind not in "fiub":
+            raise LHCOFormatError(
+                f"{path}: columns {positions[:3].tolist()}{'...' if len(positions) > 3 else ''} "
+                f"hold {base} values ('{name}'); an LHC Olympics file holds numbers only"
+            )
 
 
 def _read_rows(group: Any, layout: _Layout, start: int, stop: int) -> npt.NDArray[np.float64]:
@@ -179,12 +204,17 @@ def import_lhco(
     """
     import h5py
 
-    if events_per_shard <= 0 or chunk_rows <= 0:
-        raise ValueError("events_per_shard and chunk_rows must be positive")
+    for name, value in (
+        ("events_per_shard", events_per_shard),
+        ("chunk_rows", chunk_rows),
+        ("max_events", max_events),
+    ):
+        if value is not None and value <= 0:
+            raise LHCOFormatError(f"{name.replace('_', '-')} must be positive, got {value}")
     files = [Path(f) for f in files]
     for path in files:
         if not path.is_file():
-            raise FileNotFoundError(f"no such file: {path}")
+            raise LHCOFormatError(f"no such file: {path}")
     config = {
         "files": [str(p.resolve()) for p in files],
         "process": process,
@@ -194,6 +224,7 @@ def import_lhco(
         "max_events": max_events,
     }
     manifest = resume_or_start(Path(out), "raw", config)
+    staging = staging_area(Path(out))
     done = {s.file for s in manifest.shards}
     per_file: list[dict[str, Any]] = []
 
@@ -205,6 +236,7 @@ def import_lhco(
         with handle:
             group = _find_group(handle, key, path)
             layout = _layout(group, path)
+            _check_numeric(group, layout, path)
             rows = layout.rows if max_events is None else min(layout.rows, max_events)
             per_file.append({"file": str(path), "storage": layout.kind, "events": rows})
             log.info(
@@ -227,14 +259,14 @@ def import_lhco(
                         tables.append((particles, ids, labels))
                         bar.update(c1 - c0)
                     table = _table(tables, process)
-                    digest = write_parquet_atomic(table, Path(out) / name)
+                    digest = write_parquet_atomic(table, staging / name)
                     stats = {
                         "source": str(path),
                         "source_rows": [s0, s1],
                         **_label_counts(np.concatenate([t[2] for t in tables])),
                     }
-                    manifest.shards.append(ShardRecord(name, table.num_rows, digest, stats))
-                    manifest.write(Path(out))
+                    record = ShardRecord(name, table.num_rows, digest, stats)
+                    publish(Path(out), manifest, staging / name, record)
 
     totals = {
         kind: sum(int(s.stats[kind]) for s in manifest.shards)
@@ -247,8 +279,7 @@ def import_lhco(
         "inputs": per_file,
         "labels": totals,
     }
-    manifest.complete = True
-    manifest.write(Path(out))
+    finish(Path(out), manifest)
     return manifest
 
 

@@ -1,13 +1,19 @@
-"""``dclr prepare``: raw events -> dijets with Ray Data, streaming, resumable, with a cut flow.
+"""``dclr prepare``: raw events -> dijets, one Ray task per unit of work, resumable from any point.
 
-The pipeline is ``read_parquet`` (every pending raw shard, with its path) -> ``map_batches``
-(clustering, selection, observables, splits; see ``dijets.py``) on all the cluster's CPUs. Each
-batch writes its own output shard atomically and returns one small row of bookkeeping (file,
-rows, checksum, cut flow), which is all that reaches the driver. A raw shard counts as done once
-the events of all its batches add up to its row count; the driver then records its output shards
-and cut flow in the manifest. A rerun skips done raw shards, removes output left by unfinished
-ones, and redoes those. Memory is bounded by Ray Data's streaming executor: a few batches per
-worker are in flight, whatever the input size.
+The work is cut into *units*: consecutive Parquet row groups of one raw shard, at least
+``prepare.events_per_task`` events each (fewer at the end of a shard). A unit depends only on
+the raw data and the config, never on scheduling, so it always gives the same output file with
+the same bytes. Each unit is one Ray task (one CPU): it reads its row groups in batches of
+``prepare.batch_events`` (clustering, selection, observables and splits, ``dijets.py``), writes
+its dijets as one Parquet shard into the run's staging area and returns a small record (file,
+rows, checksum, cut flow). The driver publishes the shard (moves it into the dataset) and
+records the unit in the manifest at once.
+
+Resuming: the manifest exists from the start; a rerun skips the units it lists (their shards
+verified), removes whatever a killed run left (staging area, temporary files, unlisted shards)
+and redoes the rest, so an interrupted and resumed run ends with exactly the bytes of an
+uninterrupted one. Inputs are verified against their manifests (row counts and checksums)
+before any work starts, and the output location is checked before Ray starts.
 """
 
 from __future__ import annotations
@@ -19,39 +25,57 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distributed_clr.config.schema import PrepareConfig, RayConfig
+from distributed_clr.crashpoints import crash_point
 from distributed_clr.data.dijets import CutFlow, select_dijets
-from distributed_clr.progress import progress, progress_enabled
+from distributed_clr.errors import UserError
+from distributed_clr.progress import progress
 from distributed_clr.storage.files import write_parquet_atomic
-from distributed_clr.storage.formats import RAW_SCHEMA, SchemaError, check_schema
+from distributed_clr.storage.formats import RAW_SCHEMA, check_schema
 from distributed_clr.storage.manifest import (
     DatasetError,
     Manifest,
     ShardRecord,
+    check_output_dir,
+    finish,
+    publish,
     require_complete,
     resume_or_start,
+    staging_area,
 )
+from distributed_clr.storage.verify import VerifyLevel, verify_shards
 
 log = logging.getLogger(__name__)
 
+__all__ = ["Unit", "plan_units", "prepare"]
+
 
 @dataclass(frozen=True)
-class _Input:
+class Unit:
+    """Row groups ``[first_group, end_group)`` of one raw shard: one task, one output shard."""
+
     dataset: str
     path: Path
+    index: int
+    """Position of the dataset among the inputs (it orders the output names)."""
+    first_group: int
+    end_group: int
     rows: int
-    index: int  # position of the dataset among the inputs, for output names
+
+    @property
+    def name(self) -> str:
+        """The output shard's file name (and the unit's key in the manifest)."""
+        return f"part-{self.index:02d}-{self.path.stem}-{self.first_group:05d}.parquet"
 
 
-def _inputs(raw_dirs: list[Path]) -> list[_Input]:
-    """Every raw shard of every input dataset, after checking manifests and schemas."""
-    found: list[_Input] = []
+def _input_datasets(raw_dirs: list[Path], verify: VerifyLevel) -> list[tuple[str, Path, Manifest]]:
+    """(dataset name, directory, manifest) of every input, verified and distinct."""
+    found: list[tuple[str, Path, Manifest]] = []
     names: dict[str, Path] = {}
-    for index, directory in enumerate(raw_dirs):
+    for directory in raw_dirs:
         manifest = require_complete(directory, "raw")
         dataset = str(manifest.summary.get("dataset") or directory.name)
         if dataset in names:
@@ -62,206 +86,168 @@ def _inputs(raw_dirs: list[Path]) -> list[_Input]:
         names[dataset] = directory
         if manifest.rows == 0:
             raise DatasetError(f"{directory} holds no events")
-        for shard in sorted(manifest.shards, key=lambda s: s.file):
-            path = directory / shard.file
-            try:
-                schema = pq.read_schema(path)
-            except (OSError, pa.ArrowException) as err:
-                raise DatasetError(f"{path}: not a readable Parquet file ({err})") from err
-            check_schema(schema, RAW_SCHEMA, path)
-            found.append(_Input(dataset, path.resolve(), shard.rows, index))
+        verify_shards(directory, manifest, verify)
+        found.append((dataset, directory, manifest))
     return found
 
 
-def _prepare_batch(
-    batch: pa.Table, config: dict[str, Any], out: str, inputs: dict[str, tuple[str, int]]
-) -> pa.Table:
-    """The ``map_batches`` function: prepare a batch, write its shard, return bookkeeping rows.
+def plan_units(raw_dirs: list[Path], events_per_task: int, verify: VerifyLevel) -> list[Unit]:
+    """Every unit of work of the inputs, in a fixed order (inputs, shards, row groups)."""
+    units = []
+    for index, (dataset, directory, manifest) in enumerate(_input_datasets(raw_dirs, verify)):
+        for shard in sorted(manifest.shards, key=lambda s: s.file):
+            path = (directory / shard.file).resolve()
+            try:
+                metadata = pq.ParquetFile(path).metadata
+            except (OSError, pa.ArrowException) as err:
+                raise DatasetError(f"{path}: not a readable Parquet file ({err})") from err
+            check_schema(metadata.schema.to_arrow_schema(), RAW_SCHEMA, path)
+            first, rows = 0, 0
+            for group in range(metadata.num_row_groups):
+                rows += metadata.row_group(group).num_rows
+                if rows >= events_per_task or group == metadata.num_row_groups - 1:
+                    units.append(Unit(dataset, path, index, first, group + 1, rows))
+                    first, rows = group + 1, 0
+    return units
 
-    ``inputs`` maps each raw shard's path to (dataset name, input index).
-    """
-    prepare_config = PrepareConfig.model_validate(config)
-    rows = []
-    paths = batch.column("path").to_numpy(zero_copy_only=False)
-    raw = batch.drop_columns(["path"])
-    for path in np.unique(paths):  # a batch may straddle two raw shards
-        part = raw.filter(pa.array(paths == path))
-        dataset, index = inputs[str(path)]
-        table, flow = select_dijets(part, prepare_config, dataset, source=str(path))
-        first = int(part.column("event_id")[0].as_py())
-        name = f"part-{index:02d}-{Path(str(path)).stem}-{first & (2**64 - 1):016x}.parquet"
-        digest = write_parquet_atomic(table, Path(out) / name)
-        splits, counts = np.unique(
-            table.column("split").to_numpy(zero_copy_only=False), return_counts=True
+
+def prepare_unit(unit: Unit, config: PrepareConfig, staging: str) -> dict[str, Any]:
+    """The Ray task: one unit's dijets as one shard in ``staging``, and its record."""
+    parquet = pq.ParquetFile(unit.path)
+    tables: list[pa.Table] = []
+    flow = CutFlow()
+    for batch in parquet.iter_batches(
+        batch_size=config.batch_events,
+        row_groups=list(range(unit.first_group, unit.end_group)),
+        columns=list(RAW_SCHEMA.names),
+    ):
+        table, batch_flow = select_dijets(
+            pa.Table.from_batches([batch]), config, unit.dataset, source=str(unit.path)
         )
-        rows.append(
-            {
-                "source": str(path),
-                "file": name,
-                "rows": table.num_rows,
-                "sha256": digest,
-                "flow": json.dumps(flow.to_json()),
-                "splits": json.dumps(dict(zip(splits.tolist(), counts.tolist(), strict=True))),
-            }
+        tables.append(table)
+        flow.add(batch_flow)
+    if flow.events_in != unit.rows:
+        raise DatasetError(
+            f"{unit.path}: row groups {unit.first_group}-{unit.end_group - 1} held "
+            f"{flow.events_in} events, the file's footer says {unit.rows}"
         )
-    return pa.Table.from_pylist(rows)
+    output = pa.concat_tables(tables) if tables else pa.table({})
+    record: dict[str, Any] = {"rows": output.num_rows, "flow": flow.to_json(), "sha256": None}
+    if output.num_rows:
+        record["sha256"] = write_parquet_atomic(output, Path(staging) / unit.name)
+        splits = output.column("split").to_pylist()
+        record["splits"] = {name: splits.count(name) for name in sorted(set(splits))}
+    return record
 
 
 def prepare(
-    raw_dirs: list[Path], out: Path, config: PrepareConfig, ray_config: RayConfig
+    raw_dirs: list[Path],
+    out: Path,
+    config: PrepareConfig,
+    ray_config: RayConfig,
+    *,
+    verify: VerifyLevel = "sha256",
 ) -> Manifest:
     """Prepare the dijets of every raw dataset in ``raw_dirs`` into one dataset in ``out``."""
-    import ray
-
-    from distributed_clr.runtime import init_ray
-
     if not raw_dirs:
-        raise ValueError("prepare needs at least one raw dataset")
+        raise DatasetError("prepare needs at least one raw dataset")
     raw_dirs = [Path(d) for d in raw_dirs]
-    inputs = _inputs(raw_dirs)
+    out = Path(out)
+    check_output_dir(out)
+    units = plan_units(raw_dirs, config.events_per_task, verify)
     identity = {
         "prepare": config.model_dump(mode="json"),
-        "inputs": sorted({i.dataset for i in inputs}),
+        "inputs": sorted({u.dataset for u in units}),
     }
-    out = Path(out)
     manifest = resume_or_start(out, "dijet", identity)
-    sources: dict[str, Any] = _complete_sources(manifest)
-    pending = [i for i in inputs if _source_name(i) not in sources]
-    _remove_unlisted(out, manifest)
-
+    done = _completed_units(manifest)
+    pending = [u for u in units if u.name not in done]
+    crash_point("stage-started", str(out))
     if pending:
-        init_ray(ray_config)
-        import ray.data
+        _run_units(pending, manifest, out, config, ray_config, done, sum(u.rows for u in units))
+    return _finish(manifest, out, units)
 
-        ray.data.DataContext.get_current().enable_progress_bars = progress_enabled()
-        by_path = {str(i.path): i for i in pending}
-        ds = ray.data.read_parquet([str(i.path) for i in pending], include_paths=True)
-        ds = ds.select_columns([*RAW_SCHEMA.names, "path"])
-        ds = ds.map_batches(
-            _prepare_batch,  # type: ignore[arg-type]
-            fn_kwargs={
-                "config": config.model_dump(mode="json"),
-                "out": str(out.resolve()),
-                "inputs": {p: (i.dataset, i.index) for p, i in by_path.items()},
-            },
-            batch_size=config.batch_events,
-            batch_format="pyarrow",
-            num_cpus=1,
-        )
-        seen: dict[str, int] = defaultdict(int)
-        parts: dict[str, list[ShardRecord]] = defaultdict(list)
-        part_flows: dict[str, CutFlow] = defaultdict(CutFlow)
-        total = sum(i.rows for i in pending)
-        with progress(total=total, desc="prepare", unit="ev") as bar:
+
+def _completed_units(manifest: Manifest) -> dict[str, Any]:
+    """The units whose output the manifest still lists (verified), or that selected nothing."""
+    listed = {s.file for s in manifest.shards}
+    units: dict[str, Any] = manifest.summary.get("units", {})
+    done = {k: v for k, v in units.items() if v["rows"] == 0 or k in listed}
+    manifest.summary["units"] = done
+    manifest.shards = [s for s in manifest.shards if s.file in done]
+    return done
+
+
+def _run_units(
+    pending: list[Unit],
+    manifest: Manifest,
+    out: Path,
+    config: PrepareConfig,
+    ray_config: RayConfig,
+    done: dict[str, Any],
+    total: int,
+) -> None:
+    import ray
+
+    from distributed_clr.runtime import init_ray, unwrap_ray_error
+
+    init_ray(ray_config)
+    staging = staging_area(out)
+    task = ray.remote(num_cpus=1, max_retries=1)(prepare_unit)
+    refs = {task.remote(u, config, str(staging)): u for u in pending}
+    initial = total - sum(u.rows for u in pending)
+    with progress(total=total, initial=initial, desc="prepare", unit="ev") as bar:
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            unit = refs.pop(ready[0])
             try:
-                for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    assert isinstance(batch, pa.Table)
-                    for row in batch.to_pylist():
-                        item = by_path[row["source"]]
-                        flow = CutFlow.from_json(json.loads(row["flow"]))
-                        seen[row["source"]] += flow.events_in
-                        part_flows[row["source"]].add(flow)
-                        parts[row["source"]].append(
-                            ShardRecord(
-                                row["file"],
-                                row["rows"],
-                                row["sha256"],
-                                {
-                                    "source_name": _source_name(item),
-                                    "dataset": item.dataset,
-                                    "splits": json.loads(row["splits"]),
-                                },
-                            )
-                        )
-                        bar.update(flow.events_in)
-                        if seen[row["source"]] == item.rows:  # this raw shard is complete
-                            records = parts.pop(row["source"])
-                            _commit(manifest, out, item, records, part_flows.pop(row["source"]))
-            except Exception as err:  # Ray wraps user errors; surface the cause with its file
-                raise _unwrap(err) from err
-        missing = [str(i.path) for i in pending if seen[str(i.path)] != i.rows]
-        if missing:
-            raise DatasetError(f"prepare lost events of {missing}; rerun the command")
+                record = ray.get(ready[0])
+            except Exception as err:
+                for ref in refs:
+                    ray.cancel(ref)
+                cause = unwrap_ray_error(err)
+                if isinstance(cause, UserError):
+                    raise cause from None
+                raise
+            done[unit.name] = {
+                "dataset": unit.dataset,
+                "source": f"{unit.dataset}/{unit.path.name}",
+                "row_groups": [unit.first_group, unit.end_group],
+                "rows": record["rows"],
+                "cut_flow": record["flow"],
+            }
+            manifest.summary["units"] = dict(sorted(done.items()))
+            if record["rows"]:
+                stats = {"dataset": unit.dataset, "splits": record["splits"]}
+                shard = ShardRecord(unit.name, record["rows"], record["sha256"], stats)
+                publish(out, manifest, staging / unit.name, shard)
+            else:
+                manifest.write(out)
+            bar.update(unit.rows)
+            log.debug("%s: %d of %d events kept", unit.name, record["rows"], unit.rows)
 
-    flows = _cut_flows(manifest)
-    manifest.summary["cut_flow"] = {name: flow.to_json() for name, flow in flows.items()}
+
+def _finish(manifest: Manifest, out: Path, units: list[Unit]) -> Manifest:
+    flows: dict[str, CutFlow] = {}
+    for unit in manifest.summary["units"].values():
+        flows.setdefault(unit["dataset"], CutFlow()).add(CutFlow.from_json(unit["cut_flow"]))
+    missing = [u.name for u in units if u.name not in manifest.summary["units"]]
+    if missing:
+        raise DatasetError(f"prepare did not finish units {missing[:3]}; rerun the command")
+    manifest.summary["cut_flow"] = {name: f.to_json() for name, f in sorted(flows.items())}
     manifest.summary["events"] = manifest.rows
     splits: dict[str, int] = defaultdict(int)
     for shard in manifest.shards:
         for name, n in shard.stats["splits"].items():
             splits[name] += int(n)
     manifest.summary["splits"] = dict(sorted(splits.items()))
-    manifest.complete = True
-    manifest.write(out)
+    finish(out, manifest)
     for name, flow in flows.items():
         log.info(
-            "%s: %d in, %d out, removed %s", name, flow.events_in, flow.events_out, flow.removed
+            "%s: %d in, %d out, removed %s",
+            name,
+            flow.events_in,
+            flow.events_out,
+            json.dumps(flow.removed),
         )
     return manifest
-
-
-def _source_name(item: _Input) -> str:
-    return f"{item.dataset}/{item.path.name}"
-
-
-def _commit(
-    manifest: Manifest, out: Path, item: _Input, records: list[ShardRecord], flow: CutFlow
-) -> None:
-    """Record a finished raw shard: its output shards and its cut flow."""
-    kept = [r for r in records if r.rows > 0]
-    for record in records:
-        if record.rows == 0:  # nothing survived the cuts in that batch: no file needed
-            (out / record.file).unlink(missing_ok=True)
-    manifest.shards.extend(kept)
-    manifest.summary.setdefault("sources", {})[_source_name(item)] = {
-        "dataset": item.dataset,
-        "files": sorted(r.file for r in kept),
-        "cut_flow": flow.to_json(),
-    }
-    manifest.write(out)
-
-
-def _complete_sources(manifest: Manifest) -> dict[str, Any]:
-    """The raw shards whose outputs are all still listed (and verified) in the manifest.
-
-    A raw shard with any output missing is forgotten entirely, so it is redone as a whole and
-    its cut flow is never counted twice.
-    """
-    listed = {s.file for s in manifest.shards}
-    sources: dict[str, Any] = manifest.summary.get("sources", {})
-    complete = {k: v for k, v in sources.items() if set(v["files"]) <= listed}
-    keep_files = {f for v in complete.values() for f in v["files"]}
-    manifest.shards = [s for s in manifest.shards if s.file in keep_files]
-    manifest.summary["sources"] = complete
-    return complete
-
-
-def _cut_flows(manifest: Manifest) -> dict[str, CutFlow]:
-    flows: dict[str, CutFlow] = {}
-    for source in manifest.summary.get("sources", {}).values():
-        flows.setdefault(source["dataset"], CutFlow()).add(CutFlow.from_json(source["cut_flow"]))
-    return dict(sorted(flows.items()))
-
-
-def _remove_unlisted(out: Path, manifest: Manifest) -> None:
-    listed = {s.file for s in manifest.shards}
-    for path in out.glob("part-*.parquet"):
-        if path.name not in listed:
-            log.info("removing %s, left by an unfinished run", path)
-            path.unlink()
-
-
-def _unwrap(err: Exception) -> Exception:
-    """The user-facing error inside Ray's wrappers (bad input names its file)."""
-    from distributed_clr.data.dijets import BadEventsError
-
-    cause: BaseException | None = err
-    while cause is not None:
-        if isinstance(cause, BadEventsError | SchemaError | DatasetError):
-            return cause
-        cause = cause.__cause__
-    text = str(err)
-    marker = "BadEventsError: "
-    if marker in text:
-        return DatasetError(text[text.index(marker) + len(marker) :].strip().splitlines()[0])
-    return err

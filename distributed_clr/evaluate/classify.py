@@ -47,14 +47,19 @@ from distributed_clr.evaluate.provenance import (
 )
 from distributed_clr.evaluate.report import (
     PLOTS,
+    check_inputs,
+    evaluation_identity,
     finish,
     latent_plot,
     mean_std_metrics,
+    recorded,
     scores_table,
     source_summary,
     split_counts,
 )
 from distributed_clr.stats import aggregate, binary_metrics, roc_curve, sic_curve
+from distributed_clr.storage.verify import VerifyLevel
+from distributed_clr.tracking import RunHandle
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,7 @@ def classify(
     tracking: TrackingConfig | None = None,
     train_split: str = "train",
     test_split: str = "test",
+    verify: VerifyLevel = "sha256",
 ) -> dict[str, Any]:
     """Classifier tests of the representation (module docstring).
 
@@ -88,15 +94,53 @@ def classify(
         mlflow_run_id: the encoder's MLflow run; None takes the checkpoint's.
         tracking: the MLflow settings; None (or ``enabled`` false) writes files only.
         train_split, test_split: the split names.
+        verify: how the datasets' shards are checked against their manifests.
 
     Returns:
-        The summary (as written to ``summary.json``).
+        The summary (as written to ``summary.json``); a rerun with the same inputs and settings
+        returns the recorded one (``report.recorded``).
     """
     embeddings, out = Path(embeddings), Path(out)
     data = None if data is None else Path(data)
+    check_inputs(out, embeddings, data, verify)
     source = encoder_source(embeddings)
     parent = encoder_run(tracking, mlflow_run_id, source)
     model_config = _trans_bc_model(config, data, model, source)
+    trans_bc = None if model_config is None else model_config.model_dump(mode="json")
+    identity = evaluation_identity(
+        "classify", config, source, data, [train_split, test_split], parent, trans_bc_model=trans_bc
+    )
+    return recorded(
+        out,
+        identity,
+        lambda: _classify(
+            config,
+            source,
+            parent,
+            model_config,
+            data,
+            out,
+            tracking,
+            train_split,
+            test_split,
+            verify,
+        ),
+    )
+
+
+def _classify(
+    config: EvaluateConfig,
+    source: EncoderSource,
+    parent: RunHandle | None,
+    model_config: ModelConfig | None,
+    data: Path | None,
+    out: Path,
+    tracking: TrackingConfig | None,
+    train_split: str,
+    test_split: str,
+    verify: VerifyLevel,
+) -> dict[str, Any]:
+    embeddings = source.embeddings
     sets: list[str] = list(dict.fromkeys(config.feature_sets))
     combinations: list[tuple[str, Classifier]] = [
         (fs, make_classifier(c, config)) for fs in sets for c in dict.fromkeys(config.classifiers)
@@ -109,7 +153,7 @@ def classify(
             "evaluate.trans_bc is off"
         )
     wanted = ["latent", *sets, *([CONSTITUENTS] if model_config is not None else [])]
-    inputs = load_inputs(embeddings, data, wanted, [train_split, test_split])
+    inputs = load_inputs(embeddings, data, wanted, [train_split, test_split], verify=verify)
     purpose = "the classifier test"
     train = labelled(inputs, train_split, purpose)
     test = labelled(inputs, test_split, purpose)

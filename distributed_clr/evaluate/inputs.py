@@ -45,6 +45,7 @@ from distributed_clr.storage.formats import (
 )
 from distributed_clr.storage.manifest import DatasetError, require_complete
 from distributed_clr.storage.reader import column_to_numpy, constituents, iter_tables
+from distributed_clr.storage.verify import VerifyLevel
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def _check_splits(
 
 
 def _read_embeddings(
-    directory: Path, splits: Sequence[str] | None, with_latent: bool
+    directory: Path, splits: Sequence[str] | None, with_latent: bool, verify: VerifyLevel
 ) -> tuple[dict[str, npt.NDArray[Any]], pa.ChunkedArray, npt.NDArray[np.float32] | None]:
     manifest = require_complete(directory, "embedding")
     _check_splits(manifest.summary.get("splits", {}), splits, directory, "the embedding dataset")
@@ -160,7 +161,7 @@ def _read_embeddings(
     datasets: list[pa.ChunkedArray] = []
     latent_parts: list[npt.NDArray[np.float32]] = []
     for table in iter_tables(
-        directory, "embedding", splits=splits, columns=columns, batch_rows=BATCH_ROWS
+        directory, "embedding", splits=splits, columns=columns, batch_rows=BATCH_ROWS, verify=verify
     ):
         for name in KEY_COLUMNS:
             if name != "dataset":
@@ -183,7 +184,7 @@ def _read_embeddings(
 
 
 def _read_data(
-    directory: Path, splits: Sequence[str] | None, sets: Sequence[str]
+    directory: Path, splits: Sequence[str] | None, sets: Sequence[str], verify: VerifyLevel
 ) -> tuple[dict[str, npt.NDArray[Any]], pa.ChunkedArray, dict[str, npt.NDArray[np.float32]]]:
     manifest = require_complete(directory, "dijet")
     _check_splits(manifest.summary.get("splits", {}), splits, directory, "the prepared dataset")
@@ -194,7 +195,7 @@ def _read_data(
     datasets: list[pa.ChunkedArray] = []
     features: dict[str, list[npt.NDArray[np.float32]]] = {s: [] for s in sets}
     for table in iter_tables(
-        directory, "dijet", splits=splits, columns=columns, batch_rows=BATCH_ROWS
+        directory, "dijet", splits=splits, columns=columns, batch_rows=BATCH_ROWS, verify=verify
     ):
         ids.append(column_to_numpy(table.column("event_id")))
         labels.append(column_to_numpy(table.column("label")))
@@ -341,6 +342,8 @@ def load_inputs(
     data: str | Path | None,
     feature_sets: Sequence[str],
     splits: Sequence[str] | None = None,
+    *,
+    verify: VerifyLevel = "sha256",
 ) -> EvaluationInputs:
     """The events of ``splits`` (default all) with the features of ``feature_sets``.
 
@@ -351,6 +354,7 @@ def load_inputs(
         feature_sets: among ``INPUT_SETS``.
         splits: the splits to load; each must hold events in the embeddings (and the data).
             None loads every split the embeddings hold.
+        verify: how both datasets' shards are checked against their manifests first.
 
     Raises:
         EvaluationError: an unknown feature set or split, or data-backed sets without ``data``.
@@ -368,7 +372,7 @@ def load_inputs(
         if bad:
             raise EvaluationError(f"unknown split(s) {bad}; splits are {', '.join(SPLITS)}")
     embeddings = Path(embeddings)
-    emb, emb_dataset, latent = _read_embeddings(embeddings, splits, "latent" in sets)
+    emb, emb_dataset, latent = _read_embeddings(embeddings, splits, "latent" in sets, verify)
     data_sets = [s for s in sets if s in DATA_COLUMNS]
     if not data_sets:
         names = _names(emb_dataset)
@@ -383,7 +387,7 @@ def load_inputs(
         data = Path(data)
         # Without a choice of splits, those the embeddings hold (``dclr embed --split``).
         present = splits if splits is not None else sorted(np.unique(emb["split"]).tolist())
-        dat, dat_dataset, matrices = _read_data(data, present, data_sets)
+        dat, dat_dataset, matrices = _read_data(data, present, data_sets, verify)
         rows, code, names = _join(embeddings, data, emb, emb_dataset, dat, dat_dataset)
         features = {name: matrix[rows] for name, matrix in matrices.items()}
     if latent is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +25,37 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from distributed_clr.config.schema import EvaluateConfig
 from distributed_clr.evaluate.inputs import EvaluationInputs
 from distributed_clr.evaluate.plots import plot_latent_projection
 from distributed_clr.evaluate.provenance import EncoderSource
 from distributed_clr.stats import json_safe
 from distributed_clr.storage.files import atomic_write_bytes, write_parquet_atomic
+from distributed_clr.storage.manifest import check_output_dir, require_complete, reuse_or_run
+from distributed_clr.storage.verify import VerifyLevel, verify_shards
 from distributed_clr.tracking import RunHandle
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "EVALUATION",
     "PLOTS",
     "SCORES",
     "SUMMARY",
+    "check_inputs",
     "describe_run",
+    "evaluation_identity",
     "finish",
     "latent_plot",
     "mean_std_metrics",
+    "recorded",
     "scores_table",
     "source_summary",
     "split_counts",
 ]
 
+EVALUATION = "evaluation"
+"""The stage-record kind of an evaluation's output directory (``storage.manifest``)."""
 SUMMARY = "summary.json"
 SCORES = "scores.parquet"
 PLOTS = "plots"
@@ -157,3 +166,53 @@ def finish(
     log.info("wrote %s, %s and %d plots to %s", SUMMARY, SCORES, len(plots), out)
     result: dict[str, Any] = json_safe(summary)
     return result
+
+
+def check_inputs(out: Path, embeddings: Path, data: Path | None, verify: VerifyLevel) -> None:
+    """What can be checked before anything is computed: the output directory can be written,
+    the embeddings and, when given, ``--data`` (whatever the feature sets) are complete
+    datasets of their kinds whose shards match their manifests."""
+    check_output_dir(out)
+    for directory, kind in ((embeddings, "embedding"), (data, "dijet")):
+        if directory is not None:
+            verify_shards(directory, require_complete(directory, kind), verify)
+
+
+def evaluation_identity(
+    label: str,
+    config: EvaluateConfig,
+    source: EncoderSource,
+    data: Path | None,
+    splits: Sequence[str],
+    parent: RunHandle | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What makes two evaluations the same: the evaluation and its settings, the embeddings and
+    data (by their shards' checksums), the splits, and the MLflow run the results go to."""
+    data_shards = None
+    if data is not None:
+        manifest = require_complete(data, "dijet")
+        data_shards = [s.sha256 for s in sorted(manifest.shards, key=lambda s: s.file)]
+    embedding_shards = sorted(s.sha256 for s in source.manifest.shards)
+    return {
+        "evaluation": label,
+        "evaluate": config.model_dump(mode="json"),
+        "embeddings": {"config": source.manifest.config, "shards": embedding_shards},
+        "data": data_shards,
+        "splits": list(splits),
+        "mlflow": None if parent is None else {"uri": parent.uri, "run_id": parent.run_id},
+        **extra,
+    }
+
+
+def recorded(
+    out: Path, identity: dict[str, Any], compute: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """``compute()``'s summary, or the one recorded in ``out`` by an identical evaluation whose
+    files are unchanged (the stage record, ``storage.manifest.reuse_or_run``): a killed
+    evaluation is recognised by its incomplete record and redone."""
+
+    def outputs(summary: dict[str, Any]) -> list[str]:
+        return [SUMMARY, SCORES, *summary.get("plots", [])]
+
+    return reuse_or_run(out, EVALUATION, identity, compute, outputs)

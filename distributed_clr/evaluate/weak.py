@@ -40,13 +40,17 @@ from distributed_clr.evaluate.plots import plot_cwola_scan, plot_mjj_spectra
 from distributed_clr.evaluate.provenance import encoder_run, encoder_source, open_evaluation_run
 from distributed_clr.evaluate.report import (
     PLOTS,
+    check_inputs,
+    evaluation_identity,
     finish,
     latent_plot,
     mean_std_metrics,
+    recorded,
     scores_table,
     source_summary,
     split_counts,
 )
+from distributed_clr.storage.verify import VerifyLevel
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +72,12 @@ def cwola(
     tracking: TrackingConfig | None = None,
     train_split: str = "train",
     test_split: str = "test",
+    verify: VerifyLevel = "sha256",
 ) -> dict[str, Any]:
     """Weakly supervised CWoLa on each feature set of ``config.feature_sets`` (module
     docstring). Arguments as for ``classify``; ``classifier`` is 'lct' or 'fcn'; the bump hunt
-    ignores the split names.
+    ignores the split names. A rerun with the same inputs and settings returns the recorded
+    summary.
 
     Returns:
         The summary (as written to ``summary.json``).
@@ -84,26 +90,34 @@ def cwola(
         )
     embeddings, out = Path(embeddings), Path(out)
     data = None if data is None else Path(data)
+    check_inputs(out, embeddings, data, verify)
     source = encoder_source(embeddings)
     parent = encoder_run(tracking, mlflow_run_id, source)
     sets = list(dict.fromkeys(config.feature_sets))
     if not sets:
         raise EvaluationError("nothing to evaluate: evaluate.feature_sets is empty")
     label = f"cwola-{mode}-{classifier}"
-    if mode == "idealised":
-        summary, tables, plots, metrics = _idealised(
-            config, embeddings, data, out, sets, classifier, train_split, test_split
-        )
-        splits: list[str] = [train_split, test_split]
-    else:
-        summary, tables, plots, metrics = _bumphunt(config, embeddings, data, out, sets, classifier)
-        splits = sorted(summary["splits"])
-    summary = {**source_summary(label, source, data, parent), **summary}
-    run = None
-    if parent is not None and tracking is not None:
-        identity = {"embeddings": source.manifest.config, "splits": splits}
-        run = open_evaluation_run(parent, source, config, tracking, label, identity)
-    return finish(out, summary, tables, plots, metrics, run)
+    splits = [train_split, test_split] if mode == "idealised" else ["all"]
+    identity = evaluation_identity(label, config, source, data, splits, parent)
+
+    def compute() -> dict[str, Any]:
+        if mode == "idealised":
+            summary, tables, plots, metrics = _idealised(
+                config, embeddings, data, out, sets, classifier, train_split, test_split, verify
+            )
+            used: list[str] = [train_split, test_split]
+        else:
+            parts = _bumphunt(config, embeddings, data, out, sets, classifier, verify)
+            summary, tables, plots, metrics = parts
+            used = sorted(summary["splits"])
+        summary = {**source_summary(label, source, data, parent), **summary}
+        run = None
+        if parent is not None and tracking is not None:
+            run_identity = {"embeddings": source.manifest.config, "splits": used}
+            run = open_evaluation_run(parent, source, config, tracking, label, run_identity)
+        return finish(out, summary, tables, plots, metrics, run)
+
+    return recorded(out, identity, compute)
 
 
 def _idealised(
@@ -115,8 +129,10 @@ def _idealised(
     classifier: ClassifierName,
     train_split: str,
     test_split: str,
+    verify: VerifyLevel,
 ) -> _Parts:
-    inputs = load_inputs(embeddings, data, ["latent", *sets], [train_split, test_split])
+    splits = [train_split, test_split]
+    inputs = load_inputs(embeddings, data, ["latent", *sets], splits, verify=verify)
     purpose = "the idealised CWoLa scan"
     train = labelled(inputs, train_split, purpose)
     test = labelled(inputs, test_split, purpose)
@@ -174,8 +190,9 @@ def _bumphunt(
     out: Path,
     sets: Sequence[str],
     classifier: ClassifierName,
+    verify: VerifyLevel,
 ) -> _Parts:
-    inputs = load_inputs(embeddings, data, ["latent", *sets])
+    inputs = load_inputs(embeddings, data, ["latent", *sets], verify=verify)
     settings = config.bumphunt
     results: dict[str, Any] = {}
     tables: list[pa.Table] = []

@@ -17,16 +17,31 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "sha256_file", "write_parquet_atomic"]
+from distributed_clr.crashpoints import crash_point
+
+__all__ = [
+    "TMP_MARK",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "sha256_file",
+    "write_parquet_atomic",
+]
+
+TMP_MARK = ".tmp-"
+"""Part of the name of every temporary file (``.<name>.tmp-<pid>-<random>``): a file with it
+was left by a process that died mid-write, and a resume removes it."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is either absent, old, or complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         with tmp.open("wb") as handle:
-            handle.write(data)
+            half = len(data) // 2
+            handle.write(data[:half])
+            crash_point("mid-write", path.name)  # a kill test stops here: half a file on disk
+            handle.write(data[half:])
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(path)

@@ -18,21 +18,27 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import shlex
+import shutil
 import sys
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distributed_clr import __version__
+from distributed_clr.crashpoints import crash_point
 from distributed_clr.errors import UserError
-from distributed_clr.storage.files import atomic_write_text, sha256_file
+from distributed_clr.storage.files import TMP_MARK, atomic_write_text, sha256_file
 from distributed_clr.storage.formats import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+STAGING = ".staging"
+"""Where workers write shards before the driver publishes them (``staging_area``)."""
 
 
 _command: list[str] | None = None
@@ -79,7 +85,7 @@ class Manifest:
     """The contents of ``manifest.json``."""
 
     kind: str
-    """'raw', 'dijet' or 'embedding'."""
+    """'raw', 'dijet', 'embedding', or 'evaluation' (a result without shards)."""
     config: dict[str, Any]
     """The sub-config that produced the dataset (what makes two runs 'the same')."""
     seeds: dict[str, Any] = field(default_factory=dict)
@@ -152,7 +158,11 @@ def read_manifest(directory: Path) -> Manifest | None:
 
 
 def require_complete(directory: Path, kind: str) -> Manifest:
-    """The manifest of a finished dataset of ``kind``; a clear error for anything else."""
+    """The manifest of a finished dataset of ``kind``; a clear error for anything else
+    (``verify_shards`` checks the shards themselves)."""
+    directory = Path(directory)
+    if directory.is_file():
+        raise DatasetError(f"{directory} is a file, not a dataset directory")
     if not directory.is_dir():
         raise DatasetError(f"dataset directory {directory} does not exist")
     manifest = read_manifest(directory)
@@ -171,10 +181,15 @@ def require_complete(directory: Path, kind: str) -> Manifest:
 def resume_or_start(directory: Path, kind: str, config: dict[str, Any]) -> Manifest:
     """Start a dataset in ``directory``, or resume the one there if it was made the same way.
 
-    Shards listed in an existing manifest whose file is missing or whose checksum differs are
-    dropped from it, so they get redone. The returned manifest stays ``complete`` only when it
-    was complete and every shard checked out, so a stage can return it at once.
+    A new dataset's manifest is written at once (``complete: false``), so a run killed at any
+    later point leaves a record to resume from. On a resume, shards listed in the manifest whose
+    file is missing or whose checksum differs are dropped from it (they get redone), and what a
+    killed run may have left is removed: its staging area, temporary files, and shard files the
+    manifest does not list. The returned manifest stays ``complete`` only when it was complete
+    and every shard checked out, so a stage can return it at once.
     """
+    directory = Path(directory)
+    check_output_dir(directory)
     manifest = read_manifest(directory)
     if manifest is None:
         if directory.exists() and any(p.suffix == ".parquet" for p in directory.iterdir()):
@@ -183,7 +198,9 @@ def resume_or_start(directory: Path, kind: str, config: dict[str, Any]) -> Manif
                 "directory (nothing there was changed)"
             )
         directory.mkdir(parents=True, exist_ok=True)
-        return Manifest(kind=kind, config=config)
+        manifest = Manifest(kind=kind, config=config)
+        manifest.write(directory)
+        return manifest
     if manifest.kind != kind or manifest.config != config:
         raise DatasetError(
             f"{directory} already holds a '{manifest.kind}' dataset made with a different "
@@ -193,20 +210,83 @@ def resume_or_start(directory: Path, kind: str, config: dict[str, Any]) -> Manif
     kept = []
     for shard in manifest.shards:
         path = directory / shard.file
-        if path.exists() and sha256_file(path) == shard.sha256:
+        if path.is_file() and sha256_file(path) == shard.sha256:
             kept.append(shard)
         else:
             log.warning("shard %s is missing or corrupted; it will be redone", path)
     manifest.complete = manifest.complete and len(kept) == len(manifest.shards)
     manifest.shards = kept
+    _remove_leftovers(directory, {s.file for s in kept})
     return manifest
 
 
+def _remove_leftovers(directory: Path, listed: set[str]) -> None:
+    """What a killed run may have left: the staging area, temporary files of atomic writes,
+    and shard files the manifest does not list."""
+    shutil.rmtree(directory / STAGING, ignore_errors=True)
+    for path in directory.iterdir():
+        if not path.is_file() or path.name == MANIFEST:
+            continue
+        stale_tmp = path.name.startswith(".") and TMP_MARK in path.name
+        unlisted = path.suffix == ".parquet" and path.name not in listed
+        if stale_tmp or unlisted:
+            log.info("removing %s, left by an unfinished run", path)
+            path.unlink(missing_ok=True)
+
+
+def staging_area(directory: Path) -> Path:
+    """A fresh directory where this run's workers write shards before the driver publishes them
+    (``publish``). Workers of an earlier, killed run write into their own area, which a resume
+    deletes: only the driver that records a shard in the manifest can make it visible."""
+    area = Path(directory) / STAGING / uuid.uuid4().hex[:12]
+    area.mkdir(parents=True, exist_ok=True)
+    return area
+
+
+def publish(directory: Path, manifest: Manifest, staged: Path, record: ShardRecord) -> None:
+    """Move a staged shard into the dataset and record it in the manifest (written at once)."""
+    Path(staged).replace(Path(directory) / record.file)
+    crash_point("publish", record.file)
+    manifest.shards.append(record)
+    manifest.write(Path(directory))
+
+
+def finish(directory: Path, manifest: Manifest) -> None:
+    """Mark the dataset complete and remove the staging area."""
+    manifest.complete = True
+    manifest.write(Path(directory))
+    shutil.rmtree(Path(directory) / STAGING, ignore_errors=True)
+
+
+def check_output_dir(directory: Path) -> None:
+    """Refuse an output location that is a file or cannot be written, before any work starts."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise DatasetError(f"--out {directory} is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".dclr-write-test{TMP_MARK}{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise DatasetError(f"--out {directory} cannot be written: {err.strerror or err}") from None
+
+
 def reuse_or_run(
-    directory: Path, kind: str, identity: dict[str, Any], work: Callable[[], dict[str, Any]]
+    directory: Path,
+    kind: str,
+    identity: dict[str, Any],
+    work: Callable[[], dict[str, Any]],
+    outputs: Callable[[dict[str, Any]], Sequence[str]] = lambda result: (),
 ) -> dict[str, Any]:
     """The result recorded in ``directory`` if a complete record of ``kind`` was made with
-    ``identity``; else ``work()``'s result, recorded there (replacing any other record)."""
+    ``identity`` and its output files are unchanged; else ``work()``'s result, recorded there.
+
+    The record is written (incomplete) before ``work`` starts, so a killed run is recognised
+    and redone; at the end it holds the result and the sha256 of each file ``outputs(result)``
+    names (paths relative to ``directory``). Any other record is replaced.
+    """
+    directory = Path(directory)
     try:
         manifest = read_manifest(directory)
     except DatasetError as err:
@@ -218,12 +298,25 @@ def reuse_or_run(
         and manifest.complete
         and manifest.config == identity
         and "result" in manifest.summary
+        and _unchanged(directory, manifest.summary.get("outputs", {}))
     ):
-        log.info("reusing %s", directory)
+        log.info("reusing the %s in %s", kind, directory)
         result: dict[str, Any] = manifest.summary["result"]
         return result
+    check_output_dir(directory)
+    Manifest(kind=kind, config=identity).write(directory)
     result = work()
-    directory.mkdir(parents=True, exist_ok=True)
-    record = Manifest(kind=kind, config=identity, summary={"result": result}, complete=True)
+    files = {name: sha256_file(directory / name) for name in outputs(result)}
+    record = Manifest(kind=kind, config=identity, complete=True)
+    record.summary = {"result": result, "outputs": files}
     record.write(directory)
     return result
+
+
+def _unchanged(directory: Path, files: Mapping[str, str]) -> bool:
+    for name, digest in files.items():
+        path = directory / name
+        if not path.is_file() or sha256_file(path) != digest:
+            log.info("%s changed since it was recorded; redoing it", path)
+            return False
+    return True

@@ -3,7 +3,8 @@
 Every stage that reads a dataset (pretraining, embedding, evaluation) comes through here:
 
 * ``shard_paths`` lists the shards of a *complete* dataset of the expected kind, as its manifest
-  names them, so a half-written or foreign directory is refused with a clear message;
+  names them, after verifying them against it (``storage.verify``), so a half-written, foreign
+  or damaged dataset is refused with a message naming the file;
 * ``ray_dataset`` gives a Ray Dataset of the chosen splits and columns (training shards it over
   workers with ``get_dataset_shard``, embedding maps a model over it);
 * ``iter_tables`` streams the chosen splits and columns as Arrow tables of bounded size, without
@@ -32,6 +33,7 @@ import torch
 from distributed_clr.config.errors import ConfigError
 from distributed_clr.storage.formats import SPLITS
 from distributed_clr.storage.manifest import DatasetError, require_complete
+from distributed_clr.storage.verify import VerifyLevel, verify_shards
 
 __all__ = [
     "CONSTITUENT_COLUMNS",
@@ -58,11 +60,12 @@ def check_splits(splits: Sequence[str]) -> list[str]:
     return list(splits)
 
 
-def shard_paths(directory: str | Path, kind: str) -> list[Path]:
+def shard_paths(directory: str | Path, kind: str, verify: VerifyLevel = "sha256") -> list[Path]:
     """The shard files of a finished dataset of ``kind``, in name order, as its manifest lists
-    them."""
+    them, after checking them against it (``verify.verify_shards``)."""
     directory = Path(directory)
     manifest = require_complete(directory, kind)
+    verify_shards(directory, manifest, verify)
     return [directory / shard.file for shard in sorted(manifest.shards, key=lambda s: s.file)]
 
 
@@ -78,14 +81,15 @@ def ray_dataset(
     *,
     splits: Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
+    verify: VerifyLevel = "sha256",
 ) -> Any:
     """A Ray Dataset of ``splits`` (default: all) of a ``kind`` dataset, with only ``columns``
-    (default: all)."""
+    (default: all), its shards verified at level ``verify`` first."""
     import pyarrow.parquet as pq
     import ray.data
     from ray.data.expressions import col
 
-    paths = [p.resolve() for p in shard_paths(directory, kind)]
+    paths = [p.resolve() for p in shard_paths(directory, kind, verify)]
     chosen = None if splits is None else check_splits(splits)
     if columns is not None:
         schema = pq.read_schema(paths[0]) if paths else pa.schema([])
@@ -105,10 +109,12 @@ def iter_tables(
     splits: Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
     batch_rows: int = BATCH_ROWS,
+    verify: VerifyLevel = "sha256",
 ) -> Iterator[pa.Table]:
     """Stream ``splits`` (default: all) of a ``kind`` dataset as Arrow tables of at most
-    ``batch_rows`` rows, with only ``columns`` (default: all); empty batches are skipped."""
-    paths = shard_paths(directory, kind)
+    ``batch_rows`` rows, with only ``columns`` (default: all), its shards verified at level
+    ``verify`` first; empty batches are skipped."""
+    paths = shard_paths(directory, kind, verify)
     dataset = pads.dataset([str(p) for p in paths], format="parquet")
     chosen = None if splits is None else check_splits(splits)
     if columns is not None or chosen is not None:

@@ -332,12 +332,20 @@ class RunHandle:
             # MLflow inspects forward()'s type hints for a pyfunc signature and warns that
             # tensors are 'Any'; the model is used through mlflow.pytorch, never as a pyfunc.
             warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
-            mlflow.pytorch.log_model(
-                model,
-                name="model",
-                serialization_format="pickle",
-                pip_requirements=list(pip_requirements),
-            )
+            # The pickle format is chosen on purpose (the model class is this package's); MLflow
+            # warns about it at WARNING on every call.
+            pytorch_logger = logging.getLogger("mlflow.pytorch")
+            level = pytorch_logger.level
+            pytorch_logger.setLevel(logging.ERROR)
+            try:
+                mlflow.pytorch.log_model(
+                    model,
+                    name="model",
+                    serialization_format="pickle",
+                    pip_requirements=list(pip_requirements),
+                )
+            finally:
+                pytorch_logger.setLevel(level)
 
     # -- finishing ---------------------------------------------------------------------------
 

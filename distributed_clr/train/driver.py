@@ -25,6 +25,7 @@ from distributed_clr.config.load import RESUMABLE_CHANGES, to_flat_dict, to_yaml
 from distributed_clr.config.schema import RunConfig
 from distributed_clr.runtime import init_ray, join, storage_root, units_that_fit
 from distributed_clr.storage.manifest import require_complete
+from distributed_clr.storage.verify import verify_shards
 from distributed_clr.tracking import Kind, RunHandle
 from distributed_clr.train.feed import datasets
 from distributed_clr.train.plan import (
@@ -68,6 +69,7 @@ def pretrain(
     """
     data = Path(data).resolve()
     manifest = require_complete(data, "dijet")
+    verify_shards(data, manifest, config.data.verify)  # before Ray, MLflow or a model
     run_name = check_run_name(run_name or default_run_name())
     config = config_for_data(config, manifest.config["prepare"])
     plan = plan_epoch(

@@ -64,7 +64,7 @@ def datasets(config: DataConfig, data: Path, seed: int) -> dict[str, Any]:
         ("train", config.train_split, TRAIN_COLUMNS),
         ("val", config.val_split, VAL_COLUMNS),
     ):
-        ds = ray_dataset(data, "dijet", splits=[split], columns=columns)
+        ds = ray_dataset(data, "dijet", splits=[split], columns=columns, verify=config.verify)
         if config.max_events is not None:
             ds = ds.limit(config.max_events)
         if config.cache:

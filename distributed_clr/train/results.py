@@ -143,7 +143,7 @@ def log_final_artifacts(
             for split in (config.data.val_split, config.data.test_split):
                 out = Path(tmp) / split
                 try:
-                    embed(best, data, out, config.ray, splits=[split])
+                    embed(best, data, out, config.ray, splits=[split], verify=config.data.verify)
                 except DatasetError as err:
                     log.warning("no %s embeddings: %s", split, err)
                     continue

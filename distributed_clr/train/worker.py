@@ -146,9 +146,12 @@ def _resume(
 
 
 def _configure_worker_logging() -> None:
+    """The package's INFO lines (each epoch's summary) to this worker's stderr, which Ray
+    forwards to the driver; the package's own ``NullHandler`` does not count as configured."""
     package = logging.getLogger("distributed_clr")
-    if not package.handlers:
+    if not any(not isinstance(h, logging.NullHandler) for h in package.handlers):
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         package.addHandler(handler)
         package.setLevel(logging.INFO)
+        package.propagate = False

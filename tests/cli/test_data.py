@@ -47,7 +47,10 @@ def test_demo_runs_end_to_end_and_reuses_finished_stages(
     args = ["demo", "--preset", "debug", "--out", str(tmp_path / "demo"), "--set"]
     args += [f"tracking.uri={uri}", "--set", "tracking.system_metrics=false"]
     assert main(args) == 0
-    first = capsys.readouterr().out
+    captured = capsys.readouterr()
+    first = captured.out
+    assert "Traceback" not in captured.err  # a successful run prints no Ray internals
+    assert "PlacementGroupCleaner" not in captured.err + first
     assert "demo finished" in first
     assert "dijet events" in first
     assert "supervised classifiers on the test split" in first
