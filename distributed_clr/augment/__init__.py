@@ -81,12 +81,12 @@ PLANES_FUNCTIONS: Mapping[str, Callable[..., Planes]] = {
 """The same augmentations on ``Planes`` (what ``Augmenter`` chains, converting only once)."""
 
 
-def _parameters(name: str, config: AugmentConfig) -> dict[str, float | int]:
+def _parameters(name: str, config: AugmentConfig) -> dict[str, float | int | str]:
     """The keyword parameters of augmentation ``name`` taken from ``config``."""
-    table: dict[str, dict[str, float | int]] = {
+    table: dict[str, dict[str, float | int | str]] = {
         "rotate": {},
         "distort": {"strength": config.distort_strength, "pt_min": config.distort_pt_min},
-        "collinear_split": {"max_splits": config.split_max},
+        "collinear_split": {"max_splits": config.split_max, "choice": config.split_choice},
         "eta_shift": {"max_shift": config.eta_shift_max},
         "phi_shift": {},
         "translate": {"width": config.translate_width},

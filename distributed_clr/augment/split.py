@@ -41,11 +41,21 @@ def collinear_split_planes(
     device, dtype = pt.device, pt.dtype
     shape = (*pt.shape[:-1], width)
 
+    # Splits per jet, and where their daughters go: first the free (padding) slots, then, for a
+    # jet with too few of them, the slots of its softest constituents, which leave the jet.
+    n_split = torch.minimum(n_real, torch.full_like(n_real, float(width)))  # (B, 2, 1)
+    free = n_slots - n_real
+    n_over = (n_split - free).clamp_(min=0)  # constituents replaced by daughters
+    position = torch.arange(n_slots, device=device, dtype=dtype)
+    replaced = (position >= n_real - n_over) & (position < n_real)  # (B, 2, N)
+    keep = (~replaced).to(dtype)
+    pt, eta, phi, weight = pt * keep, eta * keep, phi * keep, weight * keep
+
     # candidate mothers j = 0..K-1 of each jet (slot indices (B, 2, K)); split if j < n_split
     if choice == "leading":  # the first real slots: the hardest for pT-descending input
         slots = torch.arange(width, device=device).expand(shape)
         m_pt, m_eta, m_phi = pt[..., :width], eta[..., :width], phi[..., :width]
-    else:  # real slots in random order (padding keys are >= 2, so they sort last)
+    else:  # remaining real slots in random order (others get keys >= 2 and sort last)
         keys = torch.rand(pt.shape, generator=generator, device=device, dtype=dtype)
         slots = keys.add_(2 * (1 - weight)).argsort(dim=-1)[..., :width]
         m_pt, m_eta, m_phi = (plane.gather(-1, slots) for plane in (pt, eta, phi))
@@ -53,14 +63,15 @@ def collinear_split_planes(
     ratio = ratio.clamp_(RATIO_EPSILON, 1 - RATIO_EPSILON)
 
     j = torch.arange(width, device=device, dtype=dtype)
-    n_split = torch.minimum(n_real, n_slots - n_real).clamp_(max=max_splits)
     split = (n_split - j).clamp_(0, 1)  # (B, 2, K): 1 where mother j is split, else 0
     given = m_pt * split * (1 - ratio)  # the second daughter's pT; 0 if not split
-    # daughter j lands in free slot n_real + j (a candidate that is not split adds zeros)
-    target = (n_real + j).clamp_(max=n_slots - 1).long()
+    # daughter j's slot: free slot n_real + j, else the j-th replaced slot (counted from
+    # n_real - n_over); a candidate that is not split adds zeros wherever it points
+    target = torch.where(j < free, n_real + j, n_real - n_over + (j - free))
+    target = target.clamp_(0, n_slots - 1).long()
 
-    # Daughter j adds (given, eta, phi, 1) to its free slot, whose values are exact zeros
-    # before; a candidate that is not split adds zeros. The mother keeps pT - given.
+    # Daughter j adds (given, eta, phi, 1) to its slot, whose values are exact zeros before
+    # (padding, or a replaced constituent cleared above). The mother keeps pT - given.
     source = torch.stack((given, m_eta * split, m_phi * split, split))  # (4, B, 2, K)
     out = torch.stack((pt, eta, phi, weight))
     out.scatter_add_(-1, target.expand_as(source), source)
@@ -81,11 +92,14 @@ def collinear_split(
 ) -> tuple[Tensor, Tensor]:
     """Split up to ``max_splits`` real constituents per jet into two collinear daughters.
 
-    A jet with n real constituents in N slots gets ``min(max_splits, n, N - n)`` splits: one per
-    free (padding) slot at most. The mother keeps fraction r ~ U(0, 1) of its pT (r clamped to
-    [1e-6, 1 - 1e-6]) in its slot; the second daughter, at the mother's (eta, phi) with
-    pT_mother - r pT_mother, fills the next free slot of the same jet. Daughters are collinear
-    and massless, so each jet's scalar pT sum and four-momentum are conserved (to rounding).
+    A jet with n real constituents in N slots gets ``min(max_splits, n, N // 2)`` splits. The
+    mother keeps fraction r ~ U(0, 1) of its pT (r clamped to [1e-6, 1 - 1e-6]) in its slot;
+    the second daughter, at the mother's (eta, phi) with pT_mother - r pT_mother, takes the next
+    free slot of the same jet or, when the jet has no free slot left (most jets fill the 30 to
+    50 slots kept), the slot of its softest remaining constituent, which leaves the jet. So the
+    augmentation acts on full jets too. Daughters are collinear and massless: a jet with enough
+    free slots keeps its scalar pT sum and four-momentum (to rounding); a full jet loses only
+    its softest constituents.
 
     ``choice='leading'`` (default) splits the first real slots, which are the hardest
     constituents for pT-descending input (the loader's order, kept by rotate, distort, the

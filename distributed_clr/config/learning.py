@@ -35,7 +35,11 @@ class AugmentConfig(Section):
     distort_pt_min: PositiveFloat = 1.0
     """pT floor in the distortion width [GeV]."""
     split_max: NonNegInt = 10
-    """At most this many constituents per jet are split collinearly."""
+    """At most this many constituents per jet are split collinearly (and at most half the
+    slots); a full jet makes room by losing its softest constituents."""
+    split_choice: Literal["leading", "random"] = "leading"
+    """Which constituents collinear splitting splits: the hardest ('leading'), or real ones
+    drawn at random (the seed paper's choice)."""
     eta_shift_max: NonNegFloat = 1.0
     """Event-wide eta shift drawn from U(-eta_shift_max, eta_shift_max)."""
     translate_width: NonNegFloat = 0.1
