@@ -56,7 +56,12 @@ class TrainState:
 
     epoch: int = -1
     """Last finished epoch (0-based); -1 before the first."""
+    selection_metric: str = "val_loss"
+    """The metric that picks the best epoch (``train.selection_metric``)."""
+    best_value: float = float("inf")
+    """The selection metric at the best epoch (inf before the first, for either direction)."""
     best_val_loss: float = float("inf")
+    """The validation loss at the best epoch."""
     best_epoch: int = -1
     epochs_since_best: int = 0
     stopped_early: bool = False

@@ -13,10 +13,12 @@ event ids, sequential ones included (Steele, Lea, Flood 2014).
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["derive_seed", "seed_sequence", "splitmix64"]
+__all__ = ["derive_seed", "name_key", "seed_sequence", "splitmix64", "unit_interval"]
 
 U64 = npt.NDArray[np.uint64]
 
@@ -51,3 +53,14 @@ def splitmix64(x: U64) -> U64:
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
+
+
+def name_key(name: str, salt: str = "") -> np.uint64:
+    """A 64-bit key of a text (a dataset's name), from BLAKE2b of ``salt`` and ``name``."""
+    digest = hashlib.blake2b(f"{salt}\x00{name}".encode(), digest_size=8).digest()
+    return np.uint64(int.from_bytes(digest, "little"))
+
+
+def unit_interval(x: U64) -> npt.NDArray[np.float64]:
+    """The top 53 bits of uint64 values as floats in [0, 1)."""
+    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))

@@ -21,18 +21,45 @@ Each feature is (value - shift) / scale. pT_jet is the transverse momentum of th
 four-momentum (vector sum of its massless constituents); the axis is the pT-weighted (eta, phi)
 centroid of ``geometry.jet_frame``. The jet's absolute phi is left out: it carries no physics
 (the event-wide phi shift makes it arbitrary). Padding slots get all-zero features.
+
+**Two input frames** (``model.inputs``):
+
+* ``absolute`` (the table above): the jets' own pT and eta are inputs, so m_jj (about
+  2 pT cosh(d_eta_jj / 2)) can be rebuilt from the representation. Fine for classification,
+  wrong for a bump hunt in m_jj.
+* ``jet_frame``: only what does not fix the jets' momenta: per constituent ``log_pt_frac``,
+  ``d_eta`` and ``d_phi`` in its jet's frame, and per jet ``d_phi_jj``, the azimuth to the
+  other jet, wrapped and divided by pi. The jets' rapidity gap is left out on purpose: with
+  the pT thresholds of the selection it is correlated with m_jj (a bump hunt would see it).
+
+Invariances by construction (an augmentation in ``INVARIANT`` changes the input events but
+not the encoder's features, so leaving it out of an ablation changes nothing): both frames are
+invariant under ``phi_shift``; ``jet_frame`` also under ``eta_shift``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from distributed_clr.augment.geometry import jet_frame, to_planes
+from distributed_clr.augment.geometry import jet_frame, to_planes, wrap_phi
 
-FEATURE_NAMES = ("log_pt", "log_pt_frac", "d_eta", "d_phi", "log_jet_pt", "jet_eta")
+Frame = Literal["absolute", "jet_frame"]
+FEATURES: dict[str, tuple[str, ...]] = {
+    "absolute": ("log_pt", "log_pt_frac", "d_eta", "d_phi", "log_jet_pt", "jet_eta"),
+    "jet_frame": ("log_pt_frac", "d_eta", "d_phi", "d_phi_jj"),
+}
+"""The encoder's input features per constituent, in order, for each frame."""
+INVARIANT: dict[str, frozenset[str]] = {
+    "absolute": frozenset({"phi_shift"}),
+    "jet_frame": frozenset({"phi_shift", "eta_shift"}),
+}
+"""Augmentations each frame's features cannot see (module docstring)."""
+FEATURE_NAMES = FEATURES["absolute"]
 NUM_FEATURES = len(FEATURE_NAMES)
 
 _TINY_PT = 1e-12  # [GeV] guards log(0) for padding (whose features are zeroed anyway)
@@ -46,6 +73,8 @@ class Normalizer:
     so that a study can change them explicitly, never fitted to data.
     """
 
+    frame: Frame = "absolute"
+    """``absolute`` or ``jet_frame`` (module docstring)."""
     log_pt_shift: float = 1.5
     log_pt_scale: float = 2.0
     log_pt_frac_shift: float = -4.0
@@ -58,10 +87,15 @@ class Normalizer:
     @property
     def num_features(self) -> int:
         """Features per constituent (the encoder's input size)."""
-        return NUM_FEATURES
+        return len(FEATURES[self.frame])
+
+    @property
+    def invariances(self) -> frozenset[str]:
+        """Augmentations these features are invariant to by construction."""
+        return INVARIANT[self.frame]
 
     def __call__(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Features (B, 2, N, 6) float in ``FEATURE_NAMES`` order; zero at padding.
+        """Features (B, 2, N, F) float in ``FEATURES[frame]`` order; zero at padding.
 
         Args:
             x: (B, 2, N, 3) (pT [GeV], eta, phi [rad]); padding zero.
@@ -71,13 +105,27 @@ class Normalizer:
         jet_px = (pt * torch.cos(phi)).sum(dim=-1, keepdim=True)
         jet_py = (pt * torch.sin(phi)).sum(dim=-1, keepdim=True)
         log_jet_pt = torch.log(torch.hypot(jet_px, jet_py).clamp_min(_TINY_PT))  # (B, 2, 1)
-        eta_axis, _, d_eta, d_phi = jet_frame(pt, eta, phi)
+        eta_axis, phi_axis, d_eta, d_phi = jet_frame(pt, eta, phi)
         log_pt = torch.log(pt.clamp_min(_TINY_PT))
+        log_pt_frac = (log_pt - log_jet_pt - self.log_pt_frac_shift) / self.log_pt_frac_scale
+        if self.frame == "jet_frame":
+            other = phi_axis.flip(dims=(-2,))  # (B, 2, 1): the other jet's axis
+            d_phi_jj = wrap_phi(phi_axis - other) / math.pi
+            features = torch.stack(
+                (
+                    log_pt_frac,
+                    d_eta / self.delta_scale,
+                    d_phi / self.delta_scale,
+                    d_phi_jj.expand_as(pt),
+                ),
+                dim=-1,
+            )
+            return torch.where(mask.unsqueeze(-1), features, 0.0)
 
         features = torch.stack(
             (
                 (log_pt - self.log_pt_shift) / self.log_pt_scale,
-                (log_pt - log_jet_pt - self.log_pt_frac_shift) / self.log_pt_frac_scale,
+                log_pt_frac,
                 d_eta / self.delta_scale,
                 d_phi / self.delta_scale,
                 ((log_jet_pt - self.log_jet_pt_shift) / self.log_jet_pt_scale).expand_as(pt),

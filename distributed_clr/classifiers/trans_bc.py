@@ -63,7 +63,7 @@ class TransBC(nn.Module):
         normalizer: Normalizer | None = None,
     ) -> None:
         super().__init__()
-        self.features = normalizer or Normalizer()
+        self.features = normalizer or Normalizer(frame=config.inputs)
         self.encoder = build_encoder(config, self.features.num_features, constituents_per_jet)
         self.output = nn.Linear(config.latent_dim, 1)
 

@@ -26,10 +26,17 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     probe = best.get("val_probe_auc", float("nan"))
     sys.stdout.write(
         f"run {result.run_name}: {result.epochs} epochs"
-        f"{' (stopped early)' if result.stopped_early else ''}; best epoch {result.best_epoch}: "
-        f"val loss {result.best_val_loss:.4f}, probe AUC {probe:.3f}\n"
-        f"  best checkpoint: {result.best_checkpoint}\n"
+        f"{' (stopped early)' if result.stopped_early else ''}; best epoch {result.best_epoch} "
+        f"by {result.selection_metric}: {result.best_value:.4f} (val loss "
+        f"{result.best_val_loss:.4f}, probe AUC {probe:.3f})\n"
+        f"  best checkpoint (kept and embedded): {result.best_checkpoint}\n"
     )
+    for name, counts in result.composition.items():
+        unlabelled = f", {counts['unlabelled']} unlabelled" if counts["unlabelled"] else ""
+        sys.stdout.write(
+            f"  {name} events: {counts['events']} ({counts['background']} background"
+            f"{unlabelled}, {counts['signal']} signal)\n"
+        )
     if result.mlflow_run_id:
         sys.stdout.write(
             f"  MLflow run {result.mlflow_run_id} at {result.tracking_uri}\n"

@@ -74,9 +74,10 @@ def add_parser(subparsers: Any) -> None:
         help="hyper-parameter sweep over pretraining (Ray Tune), tracked in MLflow",
         description="Sweep a search space (tune_spaces/*.yaml) over the pretraining config "
         "with Ray Tune: one Ray Train run per trial, ASHA on the selection metric "
-        "(tune.metric), one MLflow parent run with a child per trial, and a summary table and "
-        "plots at the end. Rerunning with the same --name resumes the sweep: finished trials "
-        "are kept, interrupted and failed ones continue from their last checkpoint.",
+        "(train.selection_metric), one MLflow parent run with a child per trial, and a summary "
+        "table and plots at the end. Rerunning with the same --name resumes the sweep: "
+        "finished trials are kept, interrupted and failed ones continue from their last "
+        "checkpoint.",
     )
     parser.add_argument("--space", type=Path, required=True, help="search space YAML file")
     parser.add_argument("--data", type=Path, required=True, help="prepared dijet dataset")

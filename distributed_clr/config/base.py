@@ -41,7 +41,7 @@ AugmentationName = Literal[
     "pt_smear",
     "mask_objects",
 ]
-FeatureSet = Literal["latent", "event", "highlevel"]
+FeatureSet = Literal["latent", "event", "event_frame", "highlevel"]
 ClassifierName = Literal["lct", "fcn"]
 
 JET_AUGMENTATIONS: tuple[AugmentationName, ...] = (

@@ -61,6 +61,11 @@ class ModelConfig(Section):
 
     name: Literal["transformer", "mlp"] = "transformer"
     """Encoder architecture."""
+    inputs: Literal["absolute", "jet_frame"] = "absolute"
+    """The encoder's input features (``augment/normalize.py``): 'absolute' includes each jet's
+    pT and eta, from which m_jj can be rebuilt; 'jet_frame' keeps only what does not fix the
+    jets' momenta (pT fractions and positions within each jet, the jets' azimuthal gap): the
+    choice for a bump hunt in m_jj."""
     latent_dim: Annotated[int, Field(ge=4, le=512)] = 128
     """Size of the representation space."""
     width: PositiveInt | None = None
@@ -177,8 +182,17 @@ class TrainConfig(Section):
     """Maximum number of epochs."""
     batch_size: PositiveInt = 400
     """Events per worker per step; the global batch is batch_size x workers."""
+    selection_metric: Literal["val_view_retrieval", "val_loss", "val_probe_auc"] = (
+        "val_view_retrieval"
+    )
+    """The metric that picks the best epoch: the checkpoint kept and embedded, early stopping,
+    and a sweep's ranking. 'val_view_retrieval' (default) uses no labels: the fraction of
+    validation events whose augmented view finds its own other view as nearest neighbour among
+    256 (comparable across temperatures, losses and batch sizes). 'val_loss' is the contrastive
+    loss (not comparable across temperatures); 'val_probe_auc' uses the signal labels (a
+    search should not select on them)."""
     early_stopping_patience: PositiveInt | None = 20
-    """Stop after this many epochs without a better validation loss; None disables."""
+    """Stop after this many epochs without a better ``selection_metric``; None disables."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16 autocast applies on GPU only; CPU runs stay fp32 (CPU bf16 is slower)."""
     compile: bool = False
@@ -186,8 +200,10 @@ class TrainConfig(Section):
     seed: Seed = 0
     """Seed of weights, shuffling and augmentations."""
     probe_events: NonNegInt = 4_000
-    """Labelled validation events for the per-epoch linear-probe AUC (val_probe_auc): half fit
-    a logistic regression on the representation, half score it. 0 disables the probe."""
+    """Validation events of the per-epoch linear-probe AUC (val_probe_auc), a diagnostic: a
+    fixed subset drawn by hash, balanced between background and signal where possible; half fit
+    a logistic regression on the representation, half score it. 0 disables the probe; it is
+    skipped (NaN, with a warning) when the validation split lacks one class."""
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     """Optimiser and learning rate."""
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
@@ -220,13 +236,17 @@ class TuneConfig(Section):
     """Trial scheduler; ASHA stops weak trials early."""
     search: Literal["grid", "random", "optuna"] = "grid"
     """Search algorithm."""
-    metric: str = "val_probe_auc"
-    """Metric reported every epoch and used for selection."""
-    mode: Literal["max", "min"] = "max"
-    """Whether the metric is maximised or minimised."""
     grace_period: PositiveInt = 2
     """ASHA: epochs before a trial can be stopped."""
     reduction_factor: Annotated[float, Field(gt=1)] = 3.0
     """ASHA: halving rate."""
     max_concurrent_trials: PositiveInt | None = None
     """Cap on concurrent trials; None derives it from the cluster's resources."""
+
+
+SELECTION_MODES: dict[str, Literal["max", "min"]] = {
+    "val_view_retrieval": "max",
+    "val_loss": "min",
+    "val_probe_auc": "max",
+}
+"""Whether each selection metric is maximised or minimised."""

@@ -54,6 +54,7 @@ RENAMED: dict[str, str] = {
     "evaluate.sideband_width": "evaluate.bumphunt.sideband_width",
     "evaluate.bumphunt_efficiencies": "evaluate.bumphunt.efficiencies",
     "evaluate.bumphunt_bin_width": "evaluate.bumphunt.bin_width",
+    "tune.metric": "train.selection_metric",
 }
 """Keys of earlier versions that now live elsewhere: old dotted key -> new dotted key."""
 
@@ -65,6 +66,7 @@ params only."""
 
 REMOVED: dict[str, str] = {
     "data.path": "the prepared dataset is named by each command's --data flag",
+    "tune.mode": "whether the metric is maximised follows from train.selection_metric",
 }
 """Keys of earlier versions that no longer exist, and why."""
 

@@ -30,6 +30,7 @@ from distributed_clr.config.evaluation import (
     TransBCConfig,
 )
 from distributed_clr.config.learning import (
+    SELECTION_MODES,
     AugmentConfig,
     CheckpointConfig,
     FaultConfig,
@@ -40,6 +41,7 @@ from distributed_clr.config.learning import (
     TrainConfig,
     TuneConfig,
 )
+from distributed_clr.config.sample import BumpHuntSample, RoleSample, SampleConfig
 from distributed_clr.config.stages import (
     DataConfig,
     DetectorConfig,
@@ -53,9 +55,11 @@ __all__ = [
     "CLASSIFIERS",
     "FEATURE_SETS",
     "JET_AUGMENTATIONS",
+    "SELECTION_MODES",
     "AugmentConfig",
     "AugmentationName",
     "BumpHuntConfig",
+    "BumpHuntSample",
     "CWoLaConfig",
     "CheckpointConfig",
     "ClassifierName",
@@ -71,7 +75,9 @@ __all__ = [
     "OptimizerConfig",
     "PrepareConfig",
     "RayConfig",
+    "RoleSample",
     "RunConfig",
+    "SampleConfig",
     "ScheduleConfig",
     "Section",
     "TrackingConfig",
@@ -93,5 +99,6 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     ray: RayConfig = Field(default_factory=RayConfig)

@@ -14,17 +14,15 @@ sequential ones included.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import numpy.typing as npt
 
-from distributed_clr.seeds import splitmix64
+from distributed_clr.seeds import name_key, splitmix64, unit_interval
 
 
 def dataset_key(dataset: str, salt: str) -> np.uint64:
-    digest = hashlib.blake2b(f"{salt}\x00{dataset}".encode(), digest_size=8).digest()
-    return np.uint64(int.from_bytes(digest, "little"))
+    """The 64-bit key of a dataset's name under the split salt."""
+    return name_key(dataset, salt)
 
 
 def assign_splits(
@@ -38,7 +36,7 @@ def assign_splits(
 ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int8]]:
     """(split index into SPLITS, fold) for each event."""
     h = splitmix64(event_ids.astype(np.int64).view(np.uint64) ^ dataset_key(dataset, salt))
-    u = (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    u = unit_interval(h)
     split = np.where(u < train_fraction, 0, np.where(u < train_fraction + val_fraction, 1, 2))
     fold = (splitmix64(h) % np.uint64(num_folds)).astype(np.int8)
     return split.astype(np.int8), fold

@@ -7,6 +7,10 @@
   absolute coordinates and zero-padded as stored. pT is given in TeV (pT / 1000), a linear
   rescaling only: the classifiers standardise every feature anyway, so this keeps magnitudes
   near one without changing what the classifier can learn (no log, no jet-relative angles).
+* ``event_frame``: the m_jj-blind event space: each constituent's features in its jet's frame
+  (log pT fraction, d_eta, d_phi, and the jets' azimuthal gap; ``model.inputs='jet_frame'``,
+  ``augment/normalize.py``), flattened: (B, 8N). For the bump hunt, where ``event`` (absolute
+  pT and eta) would let the classifier rebuild m_jj.
 * ``latent``: (B, D), the ``embedding`` column of embedding shards.
 
 Every function accepts an Arrow table (or a mapping of column name -> numpy array) and returns
@@ -31,6 +35,7 @@ Float32Array = npt.NDArray[np.float32]
 FEATURE_COLUMNS: dict[str, tuple[str, ...]] = {
     "highlevel": ("jet_m", "tau21"),
     "event": ("pt", "eta", "phi"),
+    "event_frame": ("pt", "eta", "phi"),
     "latent": ("embedding",),
 }
 """The columns each feature set reads."""
@@ -76,6 +81,21 @@ def event_space(table: TableLike) -> Float32Array:
     return stacked.reshape(len(pt), -1)
 
 
+def event_frame(table: TableLike) -> Float32Array:
+    """(B, 8N) float32: per constituent the jet-frame encoder features, jet 1's N then jet 2's
+    (zero at padding)."""
+    import torch
+
+    from distributed_clr.augment.normalize import Normalizer
+    from distributed_clr.storage.reader import constituents
+
+    columns = {name: _matrix(table, name) for name in FEATURE_COLUMNS["event_frame"]}
+    x, mask = constituents(columns)
+    with torch.no_grad():
+        features = Normalizer(frame="jet_frame")(x, mask)
+    return features.reshape(len(x), -1).numpy().astype(np.float32)
+
+
 def latent(table: TableLike) -> Float32Array:
     """(B, D) float32: the ``embedding`` column."""
     return _matrix(table, "embedding").astype(np.float32)
@@ -84,6 +104,7 @@ def latent(table: TableLike) -> Float32Array:
 FEATURE_FUNCTIONS: dict[str, Callable[[TableLike], Float32Array]] = {
     "highlevel": highlevel,
     "event": event_space,
+    "event_frame": event_frame,
     "latent": latent,
 }
 

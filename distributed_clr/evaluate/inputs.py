@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 CONSTITUENTS = "constituents"
 """The pseudo feature set of the raw constituents (B, 2, N, 3), the Trans+BC input."""
-INPUT_SETS = ("latent", "event", "highlevel", CONSTITUENTS)
+INPUT_SETS = ("latent", "event", "event_frame", "highlevel", CONSTITUENTS)
 """Every feature set ``load_inputs`` can return."""
 KEY_COLUMNS = ("dataset", "event_id", "label", "split", "fold", "mjj")
 """Per-event columns read from the embeddings (the first two are the join key)."""
@@ -59,6 +59,7 @@ DATA_KEYS = ("dataset", "event_id", "label", "mjj")
 """Columns read from the prepared data besides the features (key, and values to compare)."""
 DATA_COLUMNS: dict[str, tuple[str, ...]] = {
     "event": FEATURE_COLUMNS["event"],
+    "event_frame": FEATURE_COLUMNS["event_frame"],
     "highlevel": FEATURE_COLUMNS["highlevel"],
     CONSTITUENTS: ("pt", "eta", "phi"),
 }

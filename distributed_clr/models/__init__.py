@@ -92,4 +92,4 @@ def build_model(config: ModelConfig, constituents_per_jet: int) -> ContrastiveMo
     ``config.name``, and the projection head (the one place that builds it)."""
     from distributed_clr.augment.normalize import Normalizer
 
-    return ContrastiveModel(config, Normalizer(), constituents_per_jet)
+    return ContrastiveModel(config, Normalizer(frame=config.inputs), constituents_per_jet)

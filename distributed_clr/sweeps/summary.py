@@ -63,7 +63,8 @@ class SweepResult:
     summary: Any
     """pandas DataFrame, one row per trial, best first (see ``summarize``)."""
     metric: str
-    """The selection metric (``tune.metric``); the summary has ``best_<metric>``."""
+    """The selection metric (``train.selection_metric``); the summary has ``best_<metric>``,
+    the value at the epoch whose checkpoint each trial kept."""
     mode: str
     """``max`` or ``min`` (``tune.mode``)."""
     summary_csv: Path

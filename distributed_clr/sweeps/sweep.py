@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from distributed_clr.config.schema import RunConfig
+from distributed_clr.config.schema import SELECTION_MODES, RunConfig
 from distributed_clr.runtime import DATA_CPUS, init_ray, join, storage_root
 from distributed_clr.sweeps import records
 from distributed_clr.sweeps.janitor import PlacementGroupJanitor
@@ -127,7 +127,8 @@ def _finish(
     config: RunConfig, space: SearchSpace, name: str, experiment: str, parent: RunHandle | None
 ) -> SweepResult:
     """Summary, plots and the parent run's final state."""
-    metric, mode = config.tune.metric, config.tune.mode
+    metric = config.train.selection_metric
+    mode = SELECTION_MODES[metric]
     trials = load_trials(experiment, space)
     runs: dict[str, Any] = {}
     if parent is not None:

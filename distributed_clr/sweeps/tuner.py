@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from distributed_clr.config.load import apply_overrides
-from distributed_clr.config.schema import RunConfig
+from distributed_clr.config.schema import SELECTION_MODES, RunConfig
 from distributed_clr.sweeps.errors import SweepError
 from distributed_clr.sweeps.resources import TRIAL_DRIVER_CPUS
 from distributed_clr.sweeps.space import SearchSpace
@@ -142,7 +142,7 @@ def make_trainable(
 
 
 def asha_scheduler(config: RunConfig) -> Any:
-    """ASHA on ``tune.metric`` (set through Tune's config), or None.
+    """ASHA on ``train.selection_metric`` (set through Tune's config), or None.
 
     Rungs sit at grace_period x reduction_factor^k epochs strictly below ``train.epochs``, and
     trials past the last rung are never stopped: a trial that reached its final epoch must be
@@ -201,8 +201,8 @@ def _new_tuner(
         trainable,
         param_space=space.param_space(tune_config.search),
         tune_config=tune.TuneConfig(
-            metric=tune_config.metric,
-            mode=tune_config.mode,
+            metric=config.train.selection_metric,
+            mode=SELECTION_MODES[config.train.selection_metric],
             search_alg=search_algorithm(config, concurrency),
             scheduler=asha_scheduler(config),
             num_samples=tune_config.num_samples,

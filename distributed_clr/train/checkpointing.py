@@ -1,7 +1,7 @@
 """The end of every epoch on every rank: rank 0 writes the checkpoint, every rank reports.
 
 ``ray.train.report`` must be called equally often on every rank; Ray keeps the best
-``train.checkpoint.keep`` checkpoints by validation loss plus the latest.
+``train.checkpoint.keep`` checkpoints by ``train.selection_metric`` plus the latest.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from distributed_clr.checkpoint import TrainState, save_checkpoint
-from distributed_clr.config.schema import RunConfig
+from distributed_clr.config.schema import SELECTION_MODES, RunConfig
 from distributed_clr.train.trainer import Trainer
 
 __all__ = ["report_epoch"]
@@ -29,10 +29,10 @@ def report_epoch(
     """Checkpoint (rank 0) and report this epoch's metrics (every rank) to Ray Train."""
     import ray.train
 
-    # Ray keeps checkpoints by score; a NaN would sort arbitrarily.
-    report = {
-        k: (v if math.isfinite(v) or k != "val_loss" else float("inf")) for k, v in metrics.items()
-    }
+    # Ray keeps checkpoints by the selection metric; a NaN would sort arbitrarily: the worst.
+    metric = config.train.selection_metric
+    worst = math.inf if SELECTION_MODES[metric] == "min" else -math.inf
+    report = {k: (v if math.isfinite(v) or k != metric else worst) for k, v in metrics.items()}
     with tempfile.TemporaryDirectory(prefix="dclr-ckpt-") as tmp:
         checkpoint = None
         if rank == 0:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from distributed_clr.config.load import RESUMABLE_CHANGES, to_flat_dict, to_yaml
-from distributed_clr.config.schema import RunConfig
+from distributed_clr.config.schema import SELECTION_MODES, RunConfig
 from distributed_clr.runtime import init_ray, join, storage_root, units_that_fit
 from distributed_clr.storage.manifest import require_complete
 from distributed_clr.storage.verify import verify_shards
@@ -38,6 +38,7 @@ from distributed_clr.train.plan import (
     split_events,
 )
 from distributed_clr.train.results import PretrainResult, log_final_artifacts, result_from_storage
+from distributed_clr.train.samples import SamplePlan, plan_samples
 from distributed_clr.train.worker import SPEC_KEY, WorkerSpec, train_loop_per_worker
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,12 @@ def pretrain(
     verify_shards(data, manifest, config.data.verify)  # before Ray, MLflow or a model
     run_name = check_run_name(run_name or default_run_name())
     config = config_for_data(config, manifest.config["prepare"])
+    samples = plan_samples(data, config)
+    limit = config.data.max_events
+    train_events = samples.compositions["train"].events
     plan = plan_epoch(
-        split_events(manifest.summary, config.data.train_split, config.data.max_events),
-        split_events(manifest.summary, config.data.val_split, config.data.max_events),
+        train_events if limit is None else min(train_events, limit),
+        split_events(manifest.summary, config.data.val_split, limit),
         config.train.batch_size,
         config.ray.num_workers,
     )
@@ -97,7 +101,7 @@ def pretrain(
             config.tracking,
             run_name,
             kind,
-            params=to_flat_dict(config),
+            params={**to_flat_dict(config), **samples.params()},
             config_text=to_yaml(config),
             parent_run_id=parent_run_id,
             may_differ=RESUMABLE_CHANGES,
@@ -105,7 +109,7 @@ def pretrain(
         if run.resumed and run.complete:
             log.info("run '%s' is already complete (MLflow run %s)", run_name, run.run_id)
             run.finish("FINISHED")
-            return result_from_storage(run_name, storage, run)
+            return _with_samples(result_from_storage(run_name, storage, run), samples)
         log.info(
             "%s MLflow run %s at %s",
             "continuing" if run.resumed else "started",
@@ -116,12 +120,19 @@ def pretrain(
     workers = config.ray.num_workers * config.ray.cpus_per_worker
     init_ray(config.ray, min_cpus=math.ceil(workers) + 1)
     if run is None:
-        return _fit(config, data, run_name, storage, plan, None, callbacks)
+        return _with_samples(
+            _fit(config, data, run_name, storage, plan, samples, None, callbacks), samples
+        )
     with run.failing_on_error():
-        result = _fit(config, data, run_name, storage, plan, run, callbacks)
+        result = _fit(config, data, run_name, storage, plan, samples, run, callbacks)
         log_final_artifacts(run, result, config, data, log_embeddings)
         run.mark_complete()
     run.finish("FINISHED")
+    return _with_samples(result, samples)
+
+
+def _with_samples(result: PretrainResult, samples: SamplePlan) -> PretrainResult:
+    result.composition = {k: v.to_dict() for k, v in samples.compositions.items()}
     return result
 
 
@@ -131,6 +142,7 @@ def _fit(
     run_name: str,
     storage: str,
     plan: EpochPlan,
+    samples: SamplePlan,
     run: RunHandle | None,
     callbacks: list[Any] | None = None,
 ) -> PretrainResult:
@@ -152,6 +164,7 @@ def _fit(
         steps_per_epoch=plan.steps_per_epoch,
         val_batch_size=plan.val_batch_size,
         run=run,
+        samples=samples,
         fault_marker=marker_path(storage, run_name, config.train.faults),
     )
     resources: dict[str, float] = {"CPU": ray_config.cpus_per_worker}
@@ -174,11 +187,11 @@ def _fit(
             callbacks=callbacks,
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=config.train.checkpoint.keep,
-                checkpoint_score_attribute="val_loss",
-                checkpoint_score_order="min",
+                checkpoint_score_attribute=config.train.selection_metric,
+                checkpoint_score_order=SELECTION_MODES[config.train.selection_metric],
             ),
         ),
-        datasets=datasets(config.data, data, config.train.seed),
+        datasets=datasets(config.data, data, config.train.seed, samples),
     )
     try:
         result = trainer.fit()

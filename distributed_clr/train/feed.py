@@ -8,17 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import torch
 
 from distributed_clr.config.schema import DataConfig
+from distributed_clr.sampling import event_keys
 from distributed_clr.storage.reader import column_to_numpy, constituents, ray_dataset
+from distributed_clr.train.samples import KEY_COLUMN, SamplePlan
 from distributed_clr.train.trainer import Batch
 
 __all__ = ["TRAIN_COLUMNS", "VAL_COLUMNS", "DijetCollate", "batches", "datasets"]
 
 TRAIN_COLUMNS = ("pt", "eta", "phi", "label")
-VAL_COLUMNS = ("pt", "eta", "phi", "label", "event_id")
+VAL_COLUMNS = ("pt", "eta", "phi", "label", KEY_COLUMN)
+KEY_SOURCES = ("event_id", "dataset")
 
 
 def _collate_base() -> type:
@@ -50,21 +54,40 @@ class DijetCollate(_collate_base()):  # type: ignore[misc]
         return out
 
 
-def datasets(config: DataConfig, data: Path, seed: int) -> dict[str, Any]:
-    """``{"train": ..., "val": ...}``: the splits ``config`` names, limited to
-    ``config.max_events``, kept in the object store when ``config.cache`` (later epochs do not
-    re-read Parquet), the train blocks in a seeded random order."""
+def with_keys(table: pa.Table, keep: npt.NDArray[np.int64] | None = None) -> pa.Table:
+    """``table`` with its ``key`` column (``sampling.event_keys`` as int64), and only the rows
+    whose key is in ``keep`` (sorted) when given."""
+    keys = event_keys(
+        column_to_numpy(table.column("event_id")), column_to_numpy(table.column("dataset"))
+    ).view(np.int64)
+    table = table.append_column(KEY_COLUMN, pa.array(keys, pa.int64()))
+    if keep is not None:
+        at = np.searchsorted(keep, keys).clip(max=max(len(keep) - 1, 0))
+        found = keep[at] == keys if len(keep) else np.zeros(len(keys), dtype=bool)
+        table = table.filter(pa.array(found))
+    return table
+
+
+def datasets(config: DataConfig, data: Path, seed: int, plan: SamplePlan) -> dict[str, Any]:
+    """``{"train": ..., "val": ...}``: the splits ``config`` names, the train split limited to
+    the events of ``plan`` and to ``config.max_events``, both with their event keys; kept in
+    the object store when ``config.cache`` (later epochs do not re-read Parquet), the train
+    blocks in a seeded random order."""
     import ray.data
 
     from distributed_clr.progress import progress_enabled
 
     ray.data.DataContext.get_current().enable_progress_bars = progress_enabled()
     out = {}
-    for name, split, columns in (
-        ("train", config.train_split, TRAIN_COLUMNS),
-        ("val", config.val_split, VAL_COLUMNS),
+    for name, split, columns, keep in (
+        ("train", config.train_split, TRAIN_COLUMNS, plan.train),
+        ("val", config.val_split, VAL_COLUMNS, None),
     ):
-        ds = ray_dataset(data, "dijet", splits=[split], columns=columns, verify=config.verify)
+        read = [*(c for c in columns if c != KEY_COLUMN), *KEY_SOURCES]
+        ds = ray_dataset(data, "dijet", splits=[split], columns=read, verify=config.verify)
+        if keep is not None or KEY_COLUMN in columns:
+            ds = ds.map_batches(with_keys, fn_kwargs={"keep": keep}, batch_format="pyarrow")
+        ds = ds.select_columns(list(columns))
         if config.max_events is not None:
             ds = ds.limit(config.max_events)
         if config.cache:

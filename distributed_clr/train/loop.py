@@ -21,7 +21,7 @@ import torch
 
 from distributed_clr import distributed
 from distributed_clr.checkpoint import TrainState, capture_rng
-from distributed_clr.config.schema import RunConfig
+from distributed_clr.config.schema import SELECTION_MODES, RunConfig
 from distributed_clr.stopping import EarlyStopping
 from distributed_clr.tracking import EpochLogger
 from distributed_clr.train.checkpointing import report_epoch
@@ -58,12 +58,15 @@ def run_epochs(p: EpochPieces) -> None:
     if state.stopped_early or state.epoch + 1 >= train.epochs:
         _info(p, "nothing to do: the run finished after epoch %d", state.epoch)
         return
+    metric = train.selection_metric
     stopping = EarlyStopping(
         train.early_stopping_patience,
-        best=state.best_val_loss,
+        mode=SELECTION_MODES[metric],
+        best=state.best_value,
         best_epoch=state.best_epoch,
         stale=state.epochs_since_best,
     )
+    state.selection_metric = metric
     for epoch in range(state.epoch + 1, train.epochs):
         start = time.perf_counter()
         metrics = p.trainer.train_epoch(p.train_batches(epoch), p.generator)
@@ -72,17 +75,19 @@ def run_epochs(p: EpochPieces) -> None:
         metrics["epoch_time_s"] = time.perf_counter() - start
         metrics["epoch"] = float(epoch)
         _record(state, stopping, epoch, metrics)
-        metrics["best_val_loss"] = state.best_val_loss
+        metrics[f"best_{metric}"] = state.best_value
         rng = distributed.all_gather_objects(capture_rng(p.generator))  # every rank's states
         report_epoch(p.trainer, state, p.config, p.rank, metrics, rng)
         if p.logger is not None:
             p.logger.log_epoch(metrics, epoch)
         _info(
             p,
-            "epoch %d: train loss %.4f, val loss %.4f, probe AUC %.3f, %.0f events/s, lr %.2e",
+            "epoch %d: train loss %.4f, val loss %.4f, view retrieval %.3f, probe AUC %.3f, "
+            "%.0f events/s, lr %.2e",
             epoch,
             metrics["train_loss"],
             metrics["val_loss"],
+            metrics["val_view_retrieval"],
             metrics["val_probe_auc"],
             metrics["events_per_s"],
             metrics["lr"],
@@ -90,11 +95,11 @@ def run_epochs(p: EpochPieces) -> None:
         if stopping.stop:
             _info(
                 p,
-                "early stopping after epoch %d: no better val loss for %d epochs (best %.4f at "
-                "epoch %d)",
+                "early stopping after epoch %d: no better %s for %d epochs (best %.4f at epoch %d)",
                 epoch,
+                metric,
                 state.epochs_since_best,
-                state.best_val_loss,
+                state.best_value,
                 state.best_epoch,
             )
             break
@@ -103,10 +108,11 @@ def run_epochs(p: EpochPieces) -> None:
 def _record(
     state: TrainState, stopping: EarlyStopping, epoch: int, metrics: dict[str, float]
 ) -> None:
-    """The epoch into the state that travels with the checkpoint: history, best epoch, early
-    stopping."""
-    stopping.update(metrics["val_loss"], epoch)
-    state.best_val_loss, state.best_epoch = stopping.best, stopping.best_epoch
+    """The epoch into the state that travels with the checkpoint: history, best epoch (by the
+    selection metric) and its val loss, early stopping."""
+    if stopping.update(metrics[state.selection_metric], epoch):
+        state.best_val_loss = metrics["val_loss"]
+    state.best_value, state.best_epoch = stopping.best, stopping.best_epoch
     state.epochs_since_best, state.stopped_early = stopping.stale, stopping.stop
     state.epoch = epoch
     state.history.append(dict(metrics))

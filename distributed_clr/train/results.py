@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from distributed_clr import __version__
 from distributed_clr.checkpoint import load_checkpoint, load_model
-from distributed_clr.config.schema import RunConfig
+from distributed_clr.config.schema import SELECTION_MODES, RunConfig
 from distributed_clr.plotting import save_figure
 from distributed_clr.runtime import join
 from distributed_clr.storage.manifest import DatasetError
@@ -36,11 +36,18 @@ class PretrainResult:
     best_checkpoint: str
     latest_checkpoint: str
     best_epoch: int
+    """The epoch of the best ``selection_metric``: the checkpoint kept and embedded."""
     best_val_loss: float
+    """The validation loss at the best epoch."""
     epochs: int
     """Epochs finished (over all attempts)."""
     stopped_early: bool
+    selection_metric: str = "val_loss"
+    best_value: float = math.nan
+    """The selection metric at the best epoch."""
     history: list[dict[str, float]] = field(default_factory=list)
+    composition: dict[str, Any] = field(default_factory=dict)
+    """What the run trained and validated on (``samples.SamplePlan.compositions``)."""
     mlflow_run_id: str | None = None
     tracking_uri: str | None = None
 
@@ -69,12 +76,16 @@ def result_from_storage(
         if not candidates:
             raise PretrainError(f"no checkpoints under {root}")
         latest = candidates[-1]
-    losses = {
-        path: load_checkpoint(path)["train_state"].history[-1].get("val_loss", math.inf)
-        for path in candidates
-    }
-    best = min(candidates, key=lambda p: (losses[p], p))
     state = load_checkpoint(latest)["train_state"]
+    epochs = {path: int(load_checkpoint(path)["train_state"].epoch) for path in candidates}
+    best = next((p for p in candidates if epochs[p] == state.best_epoch), None)
+    if best is None:  # the best epoch's checkpoint is gone: the best one kept
+        sign = 1.0 if SELECTION_MODES.get(state.selection_metric, "min") == "min" else -1.0
+        values = {
+            p: load_checkpoint(p)["train_state"].history[-1].get(state.selection_metric)
+            for p in candidates
+        }
+        best = min(candidates, key=lambda p: (sign * float(values[p] or math.inf), p))
     return PretrainResult(
         run_name=run_name,
         storage=join(storage, run_name),
@@ -82,6 +93,8 @@ def result_from_storage(
         latest_checkpoint=latest,
         best_epoch=state.best_epoch,
         best_val_loss=state.best_val_loss,
+        selection_metric=state.selection_metric,
+        best_value=state.best_value,
         epochs=state.epoch + 1,
         stopped_early=state.stopped_early,
         history=list(state.history),
@@ -90,25 +103,30 @@ def result_from_storage(
     )
 
 
-def loss_curve_figure(history: Sequence[Mapping[str, float]]) -> Figure:
-    """Train and validation loss per epoch (left) and the validation linear-probe AUC (right)."""
+def loss_curve_figure(history: Sequence[Mapping[str, float]], best_epoch: int) -> Figure:
+    """Train and validation loss per epoch (left), the view retrieval and the linear-probe AUC
+    (right); the best epoch (by the selection metric) marked."""
     epochs = [int(h["epoch"]) for h in history]
     figure = Figure(figsize=(10, 4))
     loss_ax, probe_ax = figure.subplots(1, 2)
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         values = [h.get(key, math.nan) for h in history]
         loss_ax.plot(epochs, values, marker="o", label=label)
-    best = min(range(len(history)), key=lambda i: history[i].get("val_loss", math.inf))
-    loss_ax.axvline(epochs[best], color="grey", linestyle=":", label=f"best (epoch {epochs[best]})")
+    loss_ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best (epoch {best_epoch})")
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("contrastive loss")
     loss_ax.legend()
-    probe = [h.get("val_probe_auc", math.nan) for h in history]
-    probe_ax.plot(epochs, probe, marker="o", color="tab:green")
+    for key, label, color in (
+        ("val_view_retrieval", "view retrieval (no labels)", "tab:blue"),
+        ("val_probe_auc", "linear-probe AUC (labels)", "tab:green"),
+    ):
+        values = [h.get(key, math.nan) for h in history]
+        probe_ax.plot(epochs, values, marker="o", color=color, label=label)
+    probe_ax.axvline(best_epoch, color="grey", linestyle=":")
     probe_ax.set_xlabel("epoch")
-    probe_ax.set_ylabel("linear-probe ROC AUC (validation)")
-    probe_ax.set_ylim(0.4, 1.0)
-    probe_ax.axhline(0.5, color="grey", linestyle=":")
+    probe_ax.set_ylabel("validation")
+    probe_ax.set_ylim(0.0, 1.0)
+    probe_ax.legend()
     figure.tight_layout()
     return figure
 
@@ -124,7 +142,9 @@ def log_final_artifacts(
     if result.history:
         with tempfile.TemporaryDirectory(prefix="dclr-plots-") as tmp:
             path = save_figure(
-                loss_curve_figure(result.history), Path(tmp) / "loss_curve.png", bbox_inches="tight"
+                loss_curve_figure(result.history, result.best_epoch),
+                Path(tmp) / "loss_curve.png",
+                bbox_inches="tight",
             )
             run.log_artifact(path, "plots")
     run.log_metrics({"best_epoch": result.best_epoch, "final_best_val_loss": result.best_val_loss})

@@ -1,9 +1,16 @@
-"""Validation of a pretraining epoch: the contrastive loss on held-out events, alignment and
-uniformity, and the linear-probe AUC that sweeps select on.
+"""Validation of a pretraining epoch, on the val split.
 
-The validation loss runs rank by rank (no collectives inside the pass, so it cannot hang) at
-the per-worker batch, then one all-reduce combines the ranks. It is comparable across epochs of
-a run, not across worker counts or temperatures; the probe AUC is the cross-run metric.
+* ``val_loss``, ``val_alignment``, ``val_uniformity``: the contrastive loss and the two
+  geometry measures of Wang & Isola (2020) on the validation events of the run's composition
+  (``samples.py``). The loss runs rank by rank (no collectives inside the pass, so it cannot
+  hang) at the per-worker batch, then one all-reduce combines the ranks. It is comparable
+  across epochs of a run, not across temperatures.
+* ``val_view_retrieval``: the label-free selection metric. For the same events, the fraction
+  whose second augmented view (projection output, cosine similarity) finds its own first view
+  as nearest neighbour among ``RETRIEVAL_GROUP`` events; comparable across temperatures, losses
+  and batch sizes, since groups have a fixed size.
+* ``val_probe_auc``: a diagnostic. A logistic regression on the representation of the probe's
+  fixed, balanced subset (half fit, half scored); NaN when the subset is empty.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ import typing
 from collections.abc import Iterable
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from distributed_clr import distributed
 from distributed_clr.checkpoint import unwrap
@@ -25,6 +34,7 @@ from distributed_clr.models import ContrastiveModel
 from distributed_clr.seeds import derive_seed, splitmix64
 from distributed_clr.stats.metrics import binary_metrics
 from distributed_clr.train.feed import batches
+from distributed_clr.train.samples import KEY_COLUMN
 from distributed_clr.train.trainer import (
     Batch,
     Trainer,
@@ -33,67 +43,106 @@ from distributed_clr.train.trainer import (
     to_device,
 )
 
-__all__ = ["Probe", "Validator", "probe_auc", "validate"]
+__all__ = ["RETRIEVAL_GROUP", "Probe", "Validator", "probe_auc", "validate", "view_retrieval"]
 
 Probe = dict[str, torch.Tensor]
-"""Representations ``h`` (K, D), ``label`` (K,) and ``event_id`` (K,) of validation events."""
+"""Representations ``h`` (K, D), ``label`` (K,) and ``key`` (K,) of the probe's events."""
+
+RETRIEVAL_GROUP = 256
+"""Events among which a view looks for its partner (a fixed size keeps the metric comparable)."""
+RETRIEVAL_EVENTS = 2048
+"""At most this many validation events per rank enter the retrieval metric."""
+
+
+def _member(keys: torch.Tensor, members: torch.Tensor | None) -> torch.Tensor:
+    if members is None:
+        return torch.ones(len(keys), dtype=torch.bool, device=keys.device)
+    return torch.isin(keys, members)
 
 
 @torch.no_grad()
 def validate(
-    trainer: Trainer, batches: Iterable[Batch], generator: torch.Generator, probe_events: int
+    trainer: Trainer,
+    batches: Iterable[Batch],
+    generator: torch.Generator,
+    loss_keys: torch.Tensor | None = None,
+    probe_keys: torch.Tensor | None = None,
 ) -> tuple[dict[str, float], Probe]:
-    """Validation loss, alignment and uniformity (mean over this rank's batches, then over
-    ranks, weighted by batch count), and up to ``probe_events`` representations with their
-    labels and event ids for the linear probe."""
+    """Validation metrics on the events whose ``key`` is in ``loss_keys`` (all when None; the
+    mean over this rank's batches, then over ranks, weighted by batch count), and the
+    representations of the events whose key is in ``probe_keys`` for the linear probe."""
     trainer.model.eval()
     plain = typing.cast("ContrastiveModel", unwrap(trainer.model))
     precision = trainer.train_config.precision
-    sums = torch.zeros(3, device=trainer.device, dtype=torch.float64)
-    count = 0
-    probe: dict[str, list[torch.Tensor]] = {"h": [], "label": [], "event_id": []}
+    sums = torch.zeros(5, device=trainer.device, dtype=torch.float64)
+    views: list[tuple[torch.Tensor, torch.Tensor]] = []
     kept = 0
+    probe: dict[str, list[torch.Tensor]] = {"h": [], "label": [], "key": []}
     for raw in batches:
         batch = to_device(raw, trainer.device)
-        loss, z1, z2 = contrastive_loss(
-            plain, trainer.val_loss_fn, batch, trainer.augmenter, generator, precision
-        )
-        terms = torch.stack([loss, alignment(z1, z2), uniformity(torch.cat([z1, z2]))])
-        sums += terms.to(sums.dtype)
-        count += 1
-        if kept < probe_events:
-            take = min(probe_events - kept, int(batch["x"].shape[0]))
+        keys = batch.get("key", torch.zeros(len(batch["x"]), dtype=torch.int64))
+        use = _member(keys, loss_keys)
+        if int(use.sum()) >= 2:
+            part = {k: v[use] for k, v in batch.items()}
+            loss, z1, z2 = contrastive_loss(
+                plain, trainer.val_loss_fn, part, trainer.augmenter, generator, precision
+            )
+            terms = torch.stack([loss, alignment(z1, z2), uniformity(torch.cat([z1, z2]))])
+            sums[:3] += terms.to(sums.dtype)
+            sums[3] += 1
+            if kept < RETRIEVAL_EVENTS:
+                take = min(RETRIEVAL_EVENTS - kept, len(z1))
+                views.append((z1[:take], z2[:take]))
+                kept += take
+        chosen = _member(keys, probe_keys) if probe_keys is not None else None
+        if chosen is not None and chosen.any():
             with autocast_context(precision, trainer.device):
-                h = plain.represent(batch["x"][:take], batch["mask"][:take])
+                h = plain.represent(batch["x"][chosen], batch["mask"][chosen])
             probe["h"].append(h.float().cpu())
-            probe["label"].append(batch["label"][:take].cpu())
-            probe["event_id"].append(batch["event_id"][:take].cpu())
-            kept += take
-    totals = torch.cat([sums, torch.tensor([count], device=trainer.device, dtype=sums.dtype)])
+            probe["label"].append(batch["label"][chosen].cpu())
+            probe["key"].append(keys[chosen].cpu())
+    correct, total = view_retrieval(views)
+    sums[4] = correct
+    totals = torch.cat([sums, torch.tensor([total], device=trainer.device, dtype=sums.dtype)])
     if distributed.is_distributed():
         dist.all_reduce(totals)
     n = float(totals[3])
     names = ("val_loss", "val_alignment", "val_uniformity")
     metrics = {name: float(totals[i]) / n if n else math.nan for i, name in enumerate(names)}
+    metrics["val_view_retrieval"] = float(totals[4] / totals[5]) if float(totals[5]) else math.nan
     return metrics, {k: torch.cat(v) if v else torch.empty(0) for k, v in probe.items()}
 
 
-def probe_auc(probes: list[Probe], seed: int) -> float:
-    """Linear-probe ROC AUC on labelled validation representations (NaN if unlabelled).
+def view_retrieval(views: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, int]:
+    """(events whose second view's nearest first view is its own, events counted), in groups
+    of ``RETRIEVAL_GROUP`` (a remainder smaller than a group is left out, unless it is all)."""
+    if not views:
+        return 0.0, 0
+    z1 = F.normalize(torch.cat([v[0] for v in views]).float(), dim=-1)
+    z2 = F.normalize(torch.cat([v[1] for v in views]).float(), dim=-1)
+    group = min(RETRIEVAL_GROUP, len(z1))
+    correct, total = 0.0, 0
+    for start in range(0, len(z1) - group + 1, group):
+        a, b = z1[start : start + group], z2[start : start + group]
+        nearest = (b @ a.T).argmax(dim=1)
+        correct += float((nearest == torch.arange(group, device=a.device)).sum())
+        total += group
+    return correct, total
 
-    Events with even ``splitmix64(event_id)`` train a logistic regression, the others are
-    scored; labels -1 (unknown) are ignored. Contrastive losses at different temperatures are
-    not comparable, so this is what sweeps select on.
+
+def probe_auc(probes: list[Probe], seed: int) -> float:
+    """Linear-probe ROC AUC on the probe's representations (NaN without both classes).
+
+    Events with even ``splitmix64(key)`` train a logistic regression, the others are scored.
+    A diagnostic only: it uses the signal labels, so a search does not select on it.
     """
     parts = [p for p in probes if len(p["h"])]
     if not parts:
         return math.nan
     h = torch.cat([p["h"] for p in parts]).numpy()
     label = torch.cat([p["label"] for p in parts]).numpy().astype(np.int64)
-    event_id = torch.cat([p["event_id"] for p in parts]).numpy()
-    known = label >= 0
-    h, label, event_id = h[known], label[known], event_id[known]
-    fit = (splitmix64(event_id.astype(np.uint64)) & np.uint64(1)) == 0
+    key = torch.cat([p["key"] for p in parts]).numpy()
+    fit = (splitmix64(key.view(np.uint64)) & np.uint64(1)) == 0
     for part in (fit, ~fit):
         if len(np.unique(label[part])) < 2:
             return math.nan
@@ -103,11 +152,18 @@ def probe_auc(probes: list[Probe], seed: int) -> float:
 
 class Validator:
     """One epoch's validation on one rank: the same views every epoch (a generator reseeded
-    from the run seed), this rank's share of the probe events, and the probe AUC on rank 0
-    (NaN elsewhere) from every rank's representations."""
+    from the run seed), the run's validation events and the probe's, and the probe AUC on rank
+    0 (NaN elsewhere) from every rank's representations."""
 
     def __init__(
-        self, trainer: Trainer, shard: object, data: DataConfig, batch_size: int, rank: int
+        self,
+        trainer: Trainer,
+        shard: object,
+        data: DataConfig,
+        batch_size: int,
+        rank: int,
+        loss_keys: npt.NDArray[np.int64] | None,
+        probe_keys: npt.NDArray[np.int64],
     ) -> None:
         self.trainer, self.shard, self.data, self.batch_size, self.rank = (
             trainer,
@@ -116,17 +172,18 @@ class Validator:
             batch_size,
             rank,
         )
-        train = trainer.train_config
-        self.seed = train.seed
-        self.probe_per_rank = math.ceil(train.probe_events / max(1, distributed.world_size()))
+        self.seed = trainer.train_config.seed
+        device = trainer.device
+        self.loss_keys = None if loss_keys is None else torch.as_tensor(loss_keys, device=device)
+        self.probe_keys = torch.as_tensor(probe_keys, device=device)
 
     def __call__(self) -> dict[str, float]:
         device = self.trainer.device
         generator = torch.Generator(device=device)
         generator.manual_seed(derive_seed(self.seed, 4, self.rank, bits=63))
-        extra = ("label", "event_id")
+        extra = ("label", KEY_COLUMN)
         feed = batches(self.shard, self.batch_size, device, self.data, None, extra)
-        metrics, probe = validate(self.trainer, feed, generator, self.probe_per_rank)
+        metrics, probe = validate(self.trainer, feed, generator, self.loss_keys, self.probe_keys)
         probes = typing.cast("list[Probe]", distributed.all_gather_objects(probe))
         metrics["val_probe_auc"] = probe_auc(probes, self.seed) if self.rank == 0 else math.nan
         return metrics

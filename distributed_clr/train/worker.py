@@ -25,6 +25,7 @@ from distributed_clr.tracking import EpochLogger, RunHandle
 from distributed_clr.train.faults import FaultInjector
 from distributed_clr.train.feed import batches
 from distributed_clr.train.loop import EpochPieces, run_epochs
+from distributed_clr.train.samples import SamplePlan
 from distributed_clr.train.trainer import Trainer
 from distributed_clr.train.validation import Validator
 
@@ -44,6 +45,8 @@ class WorkerSpec:
     val_batch_size: int
     run: RunHandle | None
     """The MLflow run rank 0 logs each epoch to; None without tracking."""
+    samples: SamplePlan
+    """The run's validation and probe events (``samples.py``)."""
     fault_marker: str | None
     """Where fault injection records that it happened (see ``faults.py``)."""
 
@@ -98,7 +101,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         generator=generator,
         train_batches=train_batches,
         validator=Validator(
-            trainer, ray.train.get_dataset_shard("val"), config.data, spec.val_batch_size, rank
+            trainer,
+            ray.train.get_dataset_shard("val"),
+            config.data,
+            spec.val_batch_size,
+            rank,
+            spec.samples.val,
+            spec.samples.probe,
         ),
         faults=FaultInjector(train.faults, spec.fault_marker),
         logger=logger,

@@ -119,8 +119,11 @@ def test_search_algorithm_must_fit_the_space() -> None:
     space = load_space(SPACES / "temperature_latent.yaml", base)
     with pytest.raises(ConfigError, match=r"grid search needs every param as 'grid'.*--search"):
         check_search(space, base.tune.model_copy(update={"search": "grid"}))
-    with pytest.raises(ConfigError, match=r"tune\.metric"):
-        check_search(space, base.tune.model_copy(update={"search": "random", "metric": "auc"}))
+    # The ranking metric is the one that picks each run's kept checkpoint.
+    with pytest.raises(
+        ConfigError, match=r"'tune\.metric' was renamed to 'train\.selection_metric'"
+    ):
+        resolve_config("debug", overrides=["tune.metric=val_probe_auc"])
 
 
 def test_space_fingerprint_ignores_order() -> None:

@@ -97,12 +97,13 @@ def test_grid_sweep_records_parent_children_summary_and_plots(
         (0.5, 16),
     }
     assert (summary["epochs"] == 2).all()
-    assert summary["best_val_probe_auc"].between(0.0, 1.0).all()
+    metric = "val_view_retrieval"  # the default selection metric: no labels
+    assert summary[f"best_{metric}"].between(0.0, 1.0).all()
     on_disk = pd.read_csv(result.summary_csv)
     assert list(on_disk["trial"]) == list(summary["trial"])
     assert {p.name for p in result.plots} == {
-        "val_probe_auc_vs_temperature.png",
-        "val_probe_auc_vs_latent_dim.png",
+        f"{metric}_vs_temperature.png",
+        f"{metric}_vs_latent_dim.png",
     }
 
     client = _client(tmp_path)
@@ -110,19 +111,28 @@ def test_grid_sweep_records_parent_children_summary_and_plots(
     assert parent.info.run_id == result.parent_run_id
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["dclr.best_trial"] == summary.loc[0, "trial"]
-    assert parent.data.metrics["best_val_probe_auc"] == summary.loc[0, "best_val_probe_auc"]
+    assert parent.data.metrics[f"best_{metric}"] == summary.loc[0, f"best_{metric}"]
     assert {
         "summary.csv",
         "space.yaml",
         "config.yaml",
-        "plots/val_probe_auc_vs_temperature.png",
-        "plots/val_probe_auc_vs_latent_dim.png",
+        f"plots/{metric}_vs_temperature.png",
+        f"plots/{metric}_vs_latent_dim.png",
     } <= _artifacts(client, parent.info.run_id)
 
     children = _runs(client, "trial")
     assert len(children) == 4
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert {c.info.run_id for c in children} == set(summary["mlflow_run_id"])
+    # Each trial's best value belongs to the checkpoint it kept and embedded (its best epoch).
+    for child in children:
+        row = summary[summary["mlflow_run_id"] == child.info.run_id].iloc[0]
+        kept = int(child.data.metrics["best_epoch"])
+        at_kept = {
+            int(m.step): m.value for m in client.get_metric_history(child.info.run_id, metric)
+        }
+        assert row[f"best_{metric}"] == pytest.approx(at_kept[kept])
+        assert int(row["best_epoch"]) == kept
     for child in children:
         assert child.info.status == "FINISHED"
         assert child.data.tags["dclr.complete"] == "true"

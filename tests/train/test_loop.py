@@ -140,15 +140,35 @@ def test_validation_reports_losses_and_probe_events() -> None:
     batches = []
     for s in range(3):
         batch = _events(seed=s, events=8)
-        batch["event_id"] = torch.arange(8) + 8 * s
+        batch["key"] = torch.arange(8) + 8 * s
         batches.append(batch)
     generator = torch.Generator().manual_seed(0)
-    metrics, probe = validate(trainer, batches, generator, probe_events=20)
-    assert set(metrics) == {"val_loss", "val_alignment", "val_uniformity"}
+    probe_keys = torch.arange(20)
+    metrics, probe = validate(trainer, batches, generator, probe_keys=probe_keys)
+    assert set(metrics) == {"val_loss", "val_alignment", "val_uniformity", "val_view_retrieval"}
     assert metrics["val_alignment"] == pytest.approx(0.0, abs=1e-9)  # no augmentation: same views
     assert metrics["val_uniformity"] < 0
+    assert metrics["val_view_retrieval"] == pytest.approx(1.0)  # identical views find each other
     assert probe["h"].shape == (20, config.model.latent_dim)
-    assert probe["event_id"].tolist() == list(range(20))
+    assert probe["key"].tolist() == list(range(20))
+    # The loss can be restricted to some events (a run's composition), the probe to others.
+    restricted, probe = validate(
+        trainer, batches, generator, loss_keys=torch.arange(8, 24), probe_keys=torch.arange(0)
+    )
+    assert restricted["val_loss"] != metrics["val_loss"]
+    assert len(probe["h"]) == 0
+
+
+def test_view_retrieval_counts_nearest_views_in_fixed_groups() -> None:
+    from distributed_clr.train.validation import RETRIEVAL_GROUP, view_retrieval
+
+    generator = torch.Generator().manual_seed(0)
+    z1 = torch.randn(3 * RETRIEVAL_GROUP + 10, 16, generator=generator)
+    correct, total = view_retrieval([(z1, z1 + 0.01 * torch.randn(z1.shape, generator=generator))])
+    assert total == 3 * RETRIEVAL_GROUP  # the short remainder is left out
+    assert correct == total
+    correct, total = view_retrieval([(z1, torch.randn(z1.shape, generator=generator))])
+    assert correct / total < 0.05  # unrelated views: chance is 1 / 256
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:

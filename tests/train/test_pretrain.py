@@ -80,10 +80,14 @@ def test_pretrain_learns_and_records_everything(
     assert result.epochs == 4
     assert not result.stopped_early
 
-    # Checkpoints: the best 2 by val loss plus the latest survive; the best is the min.
+    # Checkpoints: the best 2 by the selection metric (the label-free view retrieval) plus the
+    # latest survive; the kept best is the epoch with the highest value.
+    assert result.selection_metric == "val_view_retrieval"
     best = load_checkpoint(result.best_checkpoint)
-    val_losses = {int(h["epoch"]): h["val_loss"] for h in result.history}
-    assert best["train_state"].history[-1]["val_loss"] == min(val_losses.values())
+    retrieval = {int(h["epoch"]): h["val_view_retrieval"] for h in result.history}
+    assert best["train_state"].history[-1]["val_view_retrieval"] == max(retrieval.values())
+    assert best["train_state"].epoch == result.best_epoch
+    assert result.best_value == max(retrieval.values())
     assert best["config"].prepare.num_constituents == 16  # taken from the data
     kept = sorted(p.name for p in Path(result.storage).glob("epoch_*"))
     assert 2 <= len(kept) <= 3
@@ -98,8 +102,20 @@ def test_pretrain_learns_and_records_everything(
     assert run.data.tags["dclr.run_name"] == "learns"
     flat = to_flat_dict(best["config"])
     assert run.data.params["train.optimizer.lr"] == "0.003"
-    assert set(run.data.params) == set(flat)
-    for key in ("train_loss", "val_loss", "val_alignment", "val_uniformity", "lr", "events_per_s"):
+    composition = {k for k in run.data.params if k.startswith("composition.")}
+    assert set(run.data.params) - composition == set(flat)
+    assert run.data.params["composition.pretrain.train.events"] == str(
+        json.loads((prepared / "manifest.json").read_text())["summary"]["splits"]["train"]
+    )
+    for key in (
+        "train_loss",
+        "val_loss",
+        "val_alignment",
+        "val_uniformity",
+        "val_view_retrieval",
+        "lr",
+        "events_per_s",
+    ):
         assert _steps(client, result.mlflow_run_id, key) == [0, 1, 2, 3], key
     assert 0.0 <= run.data.metrics["val_probe_auc"] <= 1.0
     artifacts = _artifacts(client, result.mlflow_run_id)
