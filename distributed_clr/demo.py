@@ -125,6 +125,7 @@ def _learn_and_evaluate(config: RunConfig, out: Path, result: DemoResult) -> Non
         mlflow_run_id=trained.mlflow_run_id,
         tracking=config.tracking,
         verify=verify,
+        sample=config.sample,
     )
     result.timings["classify"] = time.perf_counter() - start
 
@@ -139,6 +140,7 @@ def _learn_and_evaluate(config: RunConfig, out: Path, result: DemoResult) -> Non
         mlflow_run_id=trained.mlflow_run_id,
         tracking=config.tracking,
         verify=verify,
+        sample=config.sample,
     )
     result.timings["cwola scan"] = time.perf_counter() - start
 

@@ -75,27 +75,47 @@ def format_cwola(summary: Mapping[str, Any], out: Path) -> str:
             f"{len(summary['seeds'])} seeds"
         )
     else:
+        notes = []
         for feature_set, result in summary["results"].items():
-            for cut in result["cuts"]:
-                truth = cut["signal_region_truth"]
-                rows.append(
-                    [
-                        feature_set,
-                        f"{cut['efficiency']:g}",
-                        str(cut["observed"]),
-                        number(cut["expected"], 1)
-                        + " +- "
-                        + number(cut["expected_uncertainty"], 1),
-                        number(cut["significance"], 2),
-                        number(cut["significance_with_uncertainty"], 2),
-                        f"{truth['signal']}/{truth['background']}",
-                    ]
-                )
-        header = ["feature set", "eff", "N (SR)", "B (fit)", "Z", "Z (fit unc.)", "sig/bkg in SR"]
+            check = result["leakage"]
+            leak = (
+                f"sideband AUC {number(check['sideband_auc'])}, m_jj R^2 {number(check['mjj_r2'])}"
+            )
+            if result["refused"]:
+                notes.append(f"  {feature_set}: refused by the leakage check ({check['reason']})")
+                continue
+            if result.get("warning"):
+                notes.append(f"  {feature_set}: WARNING {result['warning']}")
+            notes.append(f"  {feature_set}: leakage check passed ({leak})")
+            for cut, by_amount in result["z_vs_injected"].items():
+                for amount, stats in by_amount.items():
+                    rows.append(
+                        [
+                            feature_set,
+                            amount,
+                            cut.removeprefix("eff_"),
+                            mean_std(stats.get("significance_with_uncertainty"), 2),
+                            mean_std(stats.get("significance"), 2),
+                            mean_std(stats.get("s_over_b"), 3, general=True),
+                            mean_std(stats.get("s_over_sqrt_b"), 2),
+                            mean_std(stats.get("fit_chi2_ndf"), 2),
+                        ]
+                    )
+        header = [
+            "feature set",
+            "signal",
+            "eff",
+            "Z (fit unc.)",
+            "Z",
+            "S/B in SR",
+            "S/sqrt(B)",
+            "fit chi2/ndf",
+        ]
         low, high = summary["signal_region"]
         title = (
             f"CWoLa bump hunt ({summary['classifier']}) in [{low:g}, {high:g}) GeV, sidebands "
-            f"{summary['sideband_width']:g} GeV; {_splits(summary)}"
+            f"{summary['sideband_width']:g} GeV; {summary['repeats']} seed(s) per injected "
+            f"signal; {_splits(summary)}\n" + "\n".join(notes)
         )
     return f"{title}\n" + table(header, rows) + _footer(summary, out)
 
@@ -114,6 +134,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         train_split=config.data.train_split,
         test_split=config.data.test_split,
         verify=config.data.verify,
+        sample=config.sample,
     )
     sys.stdout.write(format_classify(summary, args.out))
     return 0
@@ -135,6 +156,7 @@ def _cmd_cwola(args: argparse.Namespace) -> int:
         train_split=config.data.train_split,
         test_split=config.data.test_split,
         verify=config.data.verify,
+        sample=config.sample,
     )
     sys.stdout.write(format_cwola(summary, args.out))
     return 0

@@ -81,19 +81,29 @@ class BumpHuntConfig(Section):
 
     signal_region: tuple[PositiveFloat, PositiveFloat] = (3_300.0, 3_700.0)
     """Signal region in m_jj [GeV]."""
-    sideband_width: PositiveFloat = 200.0
+    sideband_width: PositiveFloat = 400.0
     """Width of each sideband next to the signal region [GeV]."""
     efficiencies: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=lambda: [1.0, 0.1, 0.01]
     )
     """Cuts: each keeps this fraction of the signal-region and sideband events with the highest
     classifier scores (1.0: no cut)."""
-    bin_width: Annotated[float, Field(gt=0, le=5_000)] = 100.0
-    """Largest m_jj bin width of the spectra and the sideband fit [GeV]."""
+    bin_width: Annotated[float, Field(gt=0, le=5_000)] = 50.0
+    """Largest m_jj bin width of the spectra and the sideband fit [GeV] (with 400 GeV
+    sidebands: 16 sideband bins, a 4-parameter fit with 12 degrees of freedom)."""
     sqrt_s: PositiveFloat = 13_000.0
     """Centre-of-mass energy [GeV] that scales m_jj in the dijet function, x = m_jj / sqrt(s)."""
     min_sideband_events: PositiveInt = 10
     """Below this many sideband events after a cut no fit is tried (B and Z are NaN)."""
+    max_sideband_auc: Annotated[float, Field(ge=0.5, le=1)] = 0.6
+    """The leakage check: a feature set whose classifier tells the lower from the upper
+    sideband better than this is refused (it would sculpt m_jj)."""
+    max_mjj_r2: Annotated[float, Field(ge=0, le=1)] = 0.1
+    """The leakage check: a feature set from which m_jj is predicted (linearly, in the
+    sidebands) with a larger R^2 is refused."""
+    allow_leaky: bool = False
+    """Run the bump hunt on feature sets the leakage check refuses, with a warning kept in
+    the outputs (their Z can be a sculpted fake)."""
 
     @model_validator(mode="after")
     def _region_ordered(self) -> Self:

@@ -22,15 +22,31 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.stats
 
 from distributed_clr import classifiers
 from distributed_clr.config.schema import ClassifierName, EvaluateConfig
 from distributed_clr.evaluate.errors import EvaluationError
-from distributed_clr.stats import SidebandFit, fit_dijet_function, json_safe, local_significance
+from distributed_clr.stats import (
+    SidebandFit,
+    binary_metrics,
+    fit_dijet_function,
+    json_safe,
+    local_significance,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BumpHuntResult", "CutResult", "bump_hunt", "fit_sidebands", "form_for", "mjj_bins"]
+__all__ = [
+    "BumpHuntResult",
+    "CutResult",
+    "Leakage",
+    "bump_hunt",
+    "fit_sidebands",
+    "form_for",
+    "leakage",
+    "mjj_bins",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.int64]
@@ -56,6 +72,11 @@ class CutResult:
     """The statistical uncertainty of B from the sideband fit; NaN without a fit."""
     significance: float
     """Local Z of N over B taken as known (``local_significance``); NaN without a fit."""
+    fit_chi2_ndf: float
+    """The sideband fit's Poisson deviance per degree of freedom (~1 for a good fit); NaN
+    without a fit or without a degree of freedom."""
+    fit_p_value: float
+    """The probability of a deviance at least as large under the fit (chi2 with ndf)."""
     significance_with_uncertainty: float
     """Local Z of N over B with its fit uncertainty profiled; NaN without a fit. With narrow
     sidebands the extrapolation into the SR is uncertain and ``significance`` overstates."""
@@ -74,6 +95,8 @@ class CutResult:
                 "expected_uncertainty": self.expected_uncertainty,
                 "significance": self.significance,
                 "significance_with_uncertainty": self.significance_with_uncertainty,
+                "fit_chi2_ndf": self.fit_chi2_ndf,
+                "fit_p_value": self.fit_p_value,
                 "fit": None if self.fit is None else self.fit.to_dict(),
             }
         )
@@ -252,6 +275,10 @@ def bump_hunt(
             expected, sigma = fit.expected_total(edges, sr_bins)
         else:
             expected_counts, expected, sigma = np.full(len(counts), np.nan), math.nan, math.nan
+        chi2_ndf = p_value = math.nan
+        if fit is not None and fit.ndf > 0:
+            chi2_ndf = fit.deviance / fit.ndf
+            p_value = float(scipy.stats.chi2.sf(fit.deviance, fit.ndf))
         cut = CutResult(
             efficiency=float(eff),
             threshold=threshold,
@@ -262,6 +289,8 @@ def bump_hunt(
             expected=expected,
             expected_uncertainty=sigma,
             significance=local_significance(observed, expected),
+            fit_chi2_ndf=chi2_ndf,
+            fit_p_value=p_value,
             significance_with_uncertainty=local_significance(observed, expected, sigma),
             fit=fit,
         )
@@ -313,3 +342,98 @@ def fit_sidebands(
             reason = "the fit did not converge"
     log.warning("bump hunt at efficiency %g: %s; B and Z are NaN", efficiency, reason)
     return None
+
+
+@dataclass
+class Leakage:
+    """How much a feature set knows about m_jj, measured where no signal is expected.
+
+    ``sideband_auc``: a classifier (cross-trained over the folds) between the lower and the
+    upper sideband; 0.5 when the features carry no m_jj information, larger when they do.
+    ``mjj_r2``: the held-out R^2 of m_jj regressed linearly on the features in the sidebands
+    (0 when they carry none). Either above its threshold (``BumpHuntConfig``) makes the
+    feature set unfit for a bump hunt: a cut on the classifier would sculpt the spectrum.
+    """
+
+    sideband_auc: float
+    mjj_r2: float
+    lower_events: int
+    upper_events: int
+    refused: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = json_safe(
+            {
+                "sideband_auc": self.sideband_auc,
+                "mjj_r2": self.mjj_r2,
+                "lower_events": self.lower_events,
+                "upper_events": self.upper_events,
+                "refused": self.refused,
+                "reason": self.reason,
+            }
+        )
+        return out
+
+
+def _held_out_r2(x: FloatArray, y: FloatArray, folds: IndexArray) -> float:
+    """R^2 of a linear least-squares fit of y on x, each fold predicted by the others."""
+    predicted = np.empty_like(y)
+    for k in np.unique(folds).tolist():
+        held = folds == k
+        fit_x, fit_y = x[~held], y[~held]
+        mean, std = fit_x.mean(axis=0), fit_x.std(axis=0)
+        std[std == 0] = 1.0
+        design = np.c_[np.ones(len(fit_x)), (fit_x - mean) / std]
+        coefficients, *_ = np.linalg.lstsq(design, fit_y, rcond=None)
+        predicted[held] = np.c_[np.ones(int(held.sum())), (x[held] - mean) / std] @ coefficients
+    total = float(((y - y.mean()) ** 2).sum())
+    return 1.0 - float(((y - predicted) ** 2).sum()) / total if total > 0 else math.nan
+
+
+def leakage(
+    mjj: npt.ArrayLike,
+    x: npt.ArrayLike,
+    folds: npt.ArrayLike,
+    classifier: ClassifierName,
+    config: EvaluateConfig,
+    seed: int,
+) -> Leakage:
+    """The leakage check of one feature set in the sidebands of ``config.bumphunt`` (no labels
+    are used: only m_jj and the features)."""
+    settings = config.bumphunt
+    low, high = settings.signal_region
+    width = settings.sideband_width
+    masses = np.asarray(mjj, dtype=np.float64)
+    features = np.asarray(x, dtype=np.float64)
+    fold = np.asarray(folds)
+    lower = (masses >= low - width) & (masses < low)
+    upper = (masses >= high) & (masses < high + width)
+    rows = lower | upper
+    if lower.sum() < 2 * len(np.unique(fold)) or upper.sum() < 2 * len(np.unique(fold)):
+        return Leakage(
+            math.nan, math.nan, int(lower.sum()), int(upper.sum()), False,
+            "too few sideband events to measure",
+        )  # fmt: skip
+    scores = classifiers.fit_predict_folds(
+        classifier,
+        features[rows],
+        upper[rows].astype(np.int64),
+        fold[rows],
+        config.fcn if classifier == "fcn" else None,
+        seed,
+    )
+    auc = float(binary_metrics(upper[rows].astype(np.int64), scores, min_background=1)["auc"])
+    r2 = _held_out_r2(features[rows], masses[rows], fold[rows])
+    problems = []
+    if auc > settings.max_sideband_auc:
+        problems.append(
+            f"a {classifier} tells the lower from the upper sideband with AUC {auc:.3f} "
+            f"(above evaluate.bumphunt.max_sideband_auc = {settings.max_sideband_auc:g})"
+        )
+    if r2 > settings.max_mjj_r2:
+        problems.append(
+            f"m_jj is predicted from the features with R^2 = {r2:.3f} in the sidebands (above "
+            f"evaluate.bumphunt.max_mjj_r2 = {settings.max_mjj_r2:g})"
+        )
+    return Leakage(auc, r2, int(lower.sum()), int(upper.sum()), bool(problems), "; ".join(problems))

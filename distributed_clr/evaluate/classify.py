@@ -34,10 +34,21 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from distributed_clr.classifiers import TRANS_BC, Classifier, make_classifier
-from distributed_clr.config.schema import EvaluateConfig, ModelConfig, TrackingConfig
+from distributed_clr.config.schema import (
+    EvaluateConfig,
+    ModelConfig,
+    SampleConfig,
+    TrackingConfig,
+)
 from distributed_clr.evaluate.errors import EvaluationError
 from distributed_clr.evaluate.idealised import repeat_seeds
-from distributed_clr.evaluate.inputs import CONSTITUENTS, EvaluationInputs, labelled, load_inputs
+from distributed_clr.evaluate.inputs import (
+    CONSTITUENTS,
+    EvaluationInputs,
+    draw,
+    labelled,
+    load_inputs,
+)
 from distributed_clr.evaluate.plots import plot_rejection, plot_sic
 from distributed_clr.evaluate.provenance import (
     EncoderSource,
@@ -80,6 +91,7 @@ def classify(
     train_split: str = "train",
     test_split: str = "test",
     verify: VerifyLevel = "sha256",
+    sample: SampleConfig | None = None,
 ) -> dict[str, Any]:
     """Classifier tests of the representation (module docstring).
 
@@ -95,6 +107,8 @@ def classify(
         tracking: the MLflow settings; None (or ``enabled`` false) writes files only.
         train_split, test_split: the split names.
         verify: how the datasets' shards are checked against their manifests.
+        sample: which train and test events the classifiers use (``sample.classify_train``,
+            ``sample.classify_test``); every labelled one by default.
 
     Returns:
         The summary (as written to ``summary.json``); a rerun with the same inputs and settings
@@ -107,9 +121,11 @@ def classify(
     parent = encoder_run(tracking, mlflow_run_id, source)
     model_config = _trans_bc_model(config, data, model, source)
     trans_bc = None if model_config is None else model_config.model_dump(mode="json")
+    sample = sample or SampleConfig()
     identity = evaluation_identity(
-        "classify", config, source, data, [train_split, test_split], parent, trans_bc_model=trans_bc
-    )
+        "classify", config, source, data, [train_split, test_split], parent,
+        trans_bc_model=trans_bc, sample=sample.model_dump(mode="json"),
+    )  # fmt: skip
     return recorded(
         out,
         identity,
@@ -124,6 +140,7 @@ def classify(
             train_split,
             test_split,
             verify,
+            sample,
         ),
     )
 
@@ -139,6 +156,7 @@ def _classify(
     train_split: str,
     test_split: str,
     verify: VerifyLevel,
+    sample: SampleConfig,
 ) -> dict[str, Any]:
     embeddings = source.embeddings
     sets: list[str] = list(dict.fromkeys(config.feature_sets))
@@ -155,8 +173,14 @@ def _classify(
     wanted = ["latent", *sets, *([CONSTITUENTS] if model_config is not None else [])]
     inputs = load_inputs(embeddings, data, wanted, [train_split, test_split], verify=verify)
     purpose = "the classifier test"
-    train = labelled(inputs, train_split, purpose)
-    test = labelled(inputs, test_split, purpose)
+    train, train_drawn = draw(
+        labelled(inputs, train_split, purpose), sample.classify_train, sample.seed,
+        "classify_train", train_split, purpose,
+    )  # fmt: skip
+    test, test_drawn = draw(
+        labelled(inputs, test_split, purpose), sample.classify_test, sample.seed,
+        "classify_test", test_split, purpose,
+    )  # fmt: skip
     seeds = repeat_seeds(config)
     plan = resampling_plan(config, train, seeds)
     tprs = sorted({*config.tprs, 0.5})
@@ -216,6 +240,10 @@ def _classify(
     summary = {
         **source_summary("classify", source, data, parent),
         "splits": {train_split: split_counts(train), test_split: split_counts(test)},
+        "composition": {
+            "classify_train": train_drawn.to_dict(),
+            "classify_test": test_drawn.to_dict(),
+        },
         "seeds": seeds,
         "resampling": config.classify_resampling,
         "left_out_folds": [fold for _, fold in plan if fold is not None],

@@ -34,9 +34,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distributed_clr.config.schema import FeatureSet
+from distributed_clr.config.schema import FeatureSet, RoleSample
 from distributed_clr.evaluate.errors import EvaluationError
 from distributed_clr.evaluate.features import FEATURE_COLUMNS, feature_matrix
+from distributed_clr.sampling import Composition, choose, event_keys
 from distributed_clr.storage.formats import (
     LABEL_BACKGROUND,
     LABEL_SIGNAL,
@@ -53,7 +54,7 @@ CONSTITUENTS = "constituents"
 """The pseudo feature set of the raw constituents (B, 2, N, 3), the Trans+BC input."""
 INPUT_SETS = ("latent", "event", "event_frame", "highlevel", CONSTITUENTS)
 """Every feature set ``load_inputs`` can return."""
-KEY_COLUMNS = ("dataset", "event_id", "label", "split", "fold", "mjj")
+KEY_COLUMNS = ("dataset", "event_id", "label", "process", "split", "fold", "mjj")
 """Per-event columns read from the embeddings (the first two are the join key)."""
 DATA_KEYS = ("dataset", "event_id", "label", "mjj")
 """Columns read from the prepared data besides the features (key, and values to compare)."""
@@ -81,6 +82,8 @@ class EvaluationInputs:
     dataset_names: list[str]
     label: npt.NDArray[np.int8]
     """0 background, 1 signal, -1 unknown."""
+    process: npt.NDArray[np.object_]
+    """The process that made each event (e.g. 'qcd_dijet', 'wprime_xy')."""
     split: npt.NDArray[np.str_]
     fold: npt.NDArray[np.int8]
     mjj: npt.NDArray[np.float64]
@@ -107,11 +110,24 @@ class EvaluationInputs:
             event_id=self.event_id[index],
             dataset_code=self.dataset_code[index],
             label=self.label[index],
+            process=self.process[index],
             split=self.split[index],
             fold=self.fold[index],
             mjj=self.mjj[index],
             features={name: values[index] for name, values in self.features.items()},
         )
+
+    @property
+    def keys(self) -> npt.NDArray[np.uint64]:
+        """(B,) the events' keys (``sampling.event_keys``): the order they are drawn in."""
+        return event_keys(self.event_id, self.dataset)
+
+    def compose(
+        self, spec: RoleSample, seed: int, what: str
+    ) -> tuple[EvaluationInputs, Composition]:
+        """The events ``spec`` draws (``sampling.choose``), and their composition."""
+        mask, drawn = choose(self.label, self.process, self.keys, spec, seed, what=what)
+        return self.take(mask), drawn
 
     def in_split(self, split: str) -> EvaluationInputs:
         """The events of one split."""
@@ -173,6 +189,7 @@ def _read_embeddings(
     arrays: dict[str, npt.NDArray[Any]] = {
         "event_id": _concat(parts["event_id"], np.zeros(0, np.int64)).astype(np.int64),
         "label": _concat(parts["label"], np.zeros(0, np.int8)).astype(np.int8),
+        "process": _concat(parts["process"], np.zeros(0, object)).astype(object),
         "split": _concat(parts["split"], np.zeros(0, str)).astype(str),
         "fold": _concat(parts["fold"], np.zeros(0, np.int8)).astype(np.int8),
         "mjj": _concat(parts["mjj"], np.zeros(0)).astype(np.float64),
@@ -398,6 +415,7 @@ def load_inputs(
         dataset_code=code,
         dataset_names=names,
         label=emb["label"],
+        process=emb["process"],
         split=emb["split"],
         fold=emb["fold"],
         mjj=emb["mjj"],
@@ -449,3 +467,18 @@ def labelled(inputs: EvaluationInputs, split: str, purpose: str) -> EvaluationIn
         )
     part.excluded_unlabelled = int(unknown.sum())
     return part
+
+
+def draw(
+    inputs: EvaluationInputs, spec: RoleSample, seed: int, role: str, split: str, purpose: str
+) -> tuple[EvaluationInputs, Composition]:
+    """The events of ``split`` that ``sample.<role>`` draws for a supervised use; both classes
+    must remain."""
+    part, drawn = inputs.compose(spec, seed, f"sample.{role} ({split} split)")
+    if drawn.signal == 0 or drawn.background == 0:
+        raise EvaluationError(
+            f"{purpose} needs background and signal events, but sample.{role} draws "
+            f"{drawn.describe()} from split '{split}'"
+        )
+    part.excluded_unlabelled = inputs.excluded_unlabelled
+    return part, drawn

@@ -149,9 +149,36 @@ def plot_mjj_spectra(result: BumpHuntResult, path: str | Path) -> Path:
             ax.stairs(cut.expected_counts, edges, color=artist.get_edgecolor(), linestyle="--")
     if _has_positive([cut.counts for cut in result.cuts]):
         ax.set_yscale("log")
+        ax.set_ylim(bottom=0.5)  # counts: a fit far below one event does not set the axis
     ax.set_xlabel(r"$m_{jj}$ [GeV]")
     ax.set_ylabel(f"events / {np.diff(edges).max():.0f} GeV bin")
     ax.legend(frameon=False, fontsize="small", title="Z (Z with the fit uncertainty)")
+    return _save(figure, path)
+
+
+def plot_z_vs_injected(
+    curves: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]], path: str | Path
+) -> Path:
+    """The bump hunt's headline Z (fit uncertainty profiled) against the number of injected
+    signal events: one panel per feature set, one line per cut, error bars the spread over
+    seeds. ``curves``: {feature set: {'eff_<e>': {N: {metric: {mean, std, n}}}}}."""
+    sets = list(curves)
+    figure = Figure(figsize=(5.0 * max(1, len(sets)), 4.2), layout="constrained")
+    axes = figure.subplots(1, max(1, len(sets)), squeeze=False)[0]
+    for ax, feature_set in zip(axes, sets, strict=False):
+        for cut, by_amount in curves[feature_set].items():
+            amounts = [float(n) for n in by_amount]
+            stats = [by_amount[n].get("significance_with_uncertainty", {}) for n in by_amount]
+            mean = [s.get("mean", np.nan) for s in stats]
+            std = [s.get("std", np.nan) for s in stats]
+            ax.errorbar(amounts, mean, yerr=std, marker="o", capsize=3, label=cut.replace("_", " "))
+        ax.axhline(0.0, color="grey", linestyle=":")
+        for level in (2.0, -2.0):
+            ax.axhline(level, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xlabel("injected signal events")
+        ax.set_ylabel("local Z (fit uncertainty profiled)")
+        ax.set_title(feature_set)
+        ax.legend(frameon=False, fontsize="small")
     return _save(figure, path)
 
 

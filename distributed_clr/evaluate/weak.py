@@ -31,12 +31,17 @@ import numpy as np
 import pyarrow as pa
 
 from distributed_clr.classifiers import CLASSIFIER_NAMES
-from distributed_clr.config.schema import ClassifierName, EvaluateConfig, TrackingConfig
-from distributed_clr.evaluate.bumphunt import bump_hunt
+from distributed_clr.config.schema import (
+    ClassifierName,
+    EvaluateConfig,
+    SampleConfig,
+    TrackingConfig,
+)
 from distributed_clr.evaluate.errors import EvaluationError
+from distributed_clr.evaluate.hunt import hunt_study
 from distributed_clr.evaluate.idealised import idealised_scan, repeat_seeds
-from distributed_clr.evaluate.inputs import labelled, load_inputs
-from distributed_clr.evaluate.plots import plot_cwola_scan, plot_mjj_spectra
+from distributed_clr.evaluate.inputs import draw, labelled, load_inputs
+from distributed_clr.evaluate.plots import plot_cwola_scan
 from distributed_clr.evaluate.provenance import encoder_run, encoder_source, open_evaluation_run
 from distributed_clr.evaluate.report import (
     PLOTS,
@@ -73,6 +78,7 @@ def cwola(
     train_split: str = "train",
     test_split: str = "test",
     verify: VerifyLevel = "sha256",
+    sample: SampleConfig | None = None,
 ) -> dict[str, Any]:
     """Weakly supervised CWoLa on each feature set of ``config.feature_sets`` (module
     docstring). Arguments as for ``classify``; ``classifier`` is 'lct' or 'fcn'; the bump hunt
@@ -98,16 +104,21 @@ def cwola(
         raise EvaluationError("nothing to evaluate: evaluate.feature_sets is empty")
     label = f"cwola-{mode}-{classifier}"
     splits = [train_split, test_split] if mode == "idealised" else ["all"]
-    identity = evaluation_identity(label, config, source, data, splits, parent)
+    sample = sample or SampleConfig()
+    identity = evaluation_identity(
+        label, config, source, data, splits, parent, sample=sample.model_dump(mode="json")
+    )
 
     def compute() -> dict[str, Any]:
         if mode == "idealised":
             summary, tables, plots, metrics = _idealised(
-                config, embeddings, data, out, sets, classifier, train_split, test_split, verify
-            )
+                config, embeddings, data, out, sets, classifier, train_split, test_split, verify,
+                sample,
+            )  # fmt: skip
             used: list[str] = [train_split, test_split]
         else:
-            parts = _bumphunt(config, embeddings, data, out, sets, classifier, verify)
+            inputs = load_inputs(embeddings, data, ["latent", *sets], verify=verify)
+            parts = hunt_study(config, inputs, sets, classifier, sample, out)
             summary, tables, plots, metrics = parts
             used = sorted(summary["splits"])
         summary = {**source_summary(label, source, data, parent), **summary}
@@ -130,12 +141,19 @@ def _idealised(
     train_split: str,
     test_split: str,
     verify: VerifyLevel,
+    sample: SampleConfig,
 ) -> _Parts:
     splits = [train_split, test_split]
     inputs = load_inputs(embeddings, data, ["latent", *sets], splits, verify=verify)
     purpose = "the idealised CWoLa scan"
-    train = labelled(inputs, train_split, purpose)
-    test = labelled(inputs, test_split, purpose)
+    train, train_drawn = draw(
+        labelled(inputs, train_split, purpose), sample.cwola, sample.seed, "cwola",
+        train_split, purpose,
+    )  # fmt: skip
+    test, test_drawn = draw(
+        labelled(inputs, test_split, purpose), sample.classify_test, sample.seed,
+        "classify_test", test_split, purpose,
+    )  # fmt: skip
     seeds = repeat_seeds(config)
     keys = test.keys_table()
     results: dict[str, Any] = {}
@@ -175,82 +193,10 @@ def _idealised(
         "mode": "idealised",
         "classifier": classifier,
         "splits": {train_split: split_counts(train), test_split: split_counts(test)},
+        "composition": {"cwola": train_drawn.to_dict(), "classify_test": test_drawn.to_dict()},
         "seeds": seeds,
         "fractions": list(config.cwola.fractions),
         "min_background": config.min_background,
         "results": results,
     }
     return summary, tables, plots, {f"cwola/{k}": v for k, v in metrics.items()}
-
-
-def _bumphunt(
-    config: EvaluateConfig,
-    embeddings: Path,
-    data: Path | None,
-    out: Path,
-    sets: Sequence[str],
-    classifier: ClassifierName,
-    verify: VerifyLevel,
-) -> _Parts:
-    inputs = load_inputs(embeddings, data, ["latent", *sets], verify=verify)
-    settings = config.bumphunt
-    results: dict[str, Any] = {}
-    tables: list[pa.Table] = []
-    plots: list[Path] = []
-    metrics: dict[str, float] = {}
-    keys = inputs.keys_table()
-    low, high = settings.signal_region
-    for feature_set in sets:
-        hunt = bump_hunt(
-            inputs.mjj,
-            inputs.features[feature_set],
-            inputs.fold,
-            settings.signal_region,
-            settings.sideband_width,
-            classifier,
-            config,
-            config.seed,
-        )
-        labels = inputs.label[hunt.event_index]
-        in_sr = (hunt.mjj >= low) & (hunt.mjj < high)
-        hunt_summary = hunt.to_dict()
-        for cut, cut_summary in zip(hunt.cuts, hunt_summary["cuts"], strict=True):
-            kept = in_sr & (hunt.scores >= cut.threshold)
-            # Truth, where known: what the cut kept in the signal region.
-            cut_summary["signal_region_truth"] = {
-                "signal": int((labels[kept] == 1).sum()),
-                "background": int((labels[kept] == 0).sum()),
-                "unknown": int((labels[kept] == -1).sum()),
-            }
-            suffix = f"{feature_set}/{classifier}/eff_{cut.efficiency:g}"
-            metrics[f"bumphunt/significance/{suffix}"] = cut.significance
-            metrics[f"bumphunt/significance_with_uncertainty/{suffix}"] = (
-                cut.significance_with_uncertainty
-            )
-            metrics[f"bumphunt/observed/{suffix}"] = float(cut.observed)
-            metrics[f"bumphunt/expected/{suffix}"] = cut.expected
-        results[feature_set] = hunt_summary
-        table = scores_table(
-            keys.take(pa.array(hunt.event_index)), hunt.scores, classifier, feature_set, config.seed
-        )
-        table = table.append_column("mjj", pa.array(hunt.mjj)).append_column(
-            "in_signal_region", pa.array(in_sr)
-        )
-        tables.append(table)
-        plots.append(plot_mjj_spectra(hunt, out / PLOTS / f"mjj_spectra_{feature_set}.png"))
-    plots.append(latent_plot(inputs, out / PLOTS / "latent_projection.png", config.seed))
-    splits = {
-        str(split): split_counts(inputs.in_split(str(split))) for split in np.unique(inputs.split)
-    }
-    summary = {
-        "mode": "bumphunt",
-        "classifier": classifier,
-        "splits": splits,
-        "events": "every event of every split in the embeddings, labelled or not",
-        "seed": config.seed,
-        "signal_region": list(settings.signal_region),
-        "sideband_width": settings.sideband_width,
-        "efficiencies": list(settings.efficiencies),
-        "results": results,
-    }
-    return summary, tables, plots, metrics

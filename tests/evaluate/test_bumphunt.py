@@ -44,7 +44,9 @@ def resonance_toy(n_signal: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.
 
 def test_bump_hunt_classifier_cut_raises_the_significance() -> None:
     mjj, x, folds = resonance_toy(n_signal=250, seed=0)
-    result = bump_hunt(mjj, x, folds, (3300.0, 3700.0), 500.0, "lct", CONFIG, seed=0)
+    result = bump_hunt(
+        mjj, x, folds, (3300.0, 3700.0), 500.0, "lct", CONFIG, seed=0, bin_width=100.0
+    )
     no_cut, *cuts = result.cuts
     assert no_cut.efficiency == 1.0
     assert no_cut.n_selected == len(result.event_index) == len(result.scores)
@@ -64,7 +66,10 @@ def test_bump_hunt_classifier_cut_raises_the_significance() -> None:
 @pytest.mark.parametrize("sideband_width", [500.0, 200.0])
 def test_bump_hunt_background_only_is_not_significant(sideband_width: float) -> None:
     mjj, x, folds = resonance_toy(n_signal=0, seed=1)
-    result = bump_hunt(mjj, x, folds, (3300.0, 3700.0), sideband_width, "lct", CONFIG, seed=0)
+    # 100 GeV bins: with 200 GeV sidebands, two bins per side and a 3-parameter fit.
+    result = bump_hunt(
+        mjj, x, folds, (3300.0, 3700.0), sideband_width, "lct", CONFIG, seed=0, bin_width=100.0
+    )
     for cut in result.cuts:
         assert cut.fit is not None
         assert cut.fit.n_params == (4 if sideband_width == 500.0 else 3)

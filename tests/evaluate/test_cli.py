@@ -72,13 +72,17 @@ def test_cli_prints_a_results_table(
             str(tmp_path / "bump"),
             "--feature-set",
             "latent",
+            "--set",
+            "evaluate.bumphunt.allow_leaky=true",  # an untrained absolute-input encoder
             *common,
         ]
     )
     assert code == 0
     printed = capsys.readouterr().out
     assert "CWoLa bump hunt (lct)" in printed
+    assert "leakage check" in printed
     assert "Z (fit unc.)" in printed
     summary = json.loads((tmp_path / "bump" / "summary.json").read_text())
     assert list(summary["results"]) == ["latent"]
-    assert math.isfinite(summary["results"]["latent"]["cuts"][0]["observed"])
+    (hunt,) = summary["results"]["latent"]["injections"]
+    assert math.isfinite(hunt["cuts"][0]["observed"])

@@ -219,6 +219,7 @@ def toy_inputs(labels: list[int], splits: list[str]) -> EvaluationInputs:
         dataset_code=np.zeros(n, dtype=np.int32),
         dataset_names=["toy"],
         label=np.asarray(labels, dtype=np.int8),
+        process=np.where(np.asarray(labels) == 1, "wprime_xy", "qcd_dijet").astype(object),
         split=np.asarray(splits),
         fold=(np.arange(n) % 5).astype(np.int8),
         mjj=np.linspace(3000.0, 4000.0, n),

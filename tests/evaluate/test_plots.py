@@ -95,6 +95,8 @@ def test_plot_mjj_spectra(tmp_path: Path) -> None:
         expected=float(fit.expected(edges)[sr].sum()),
         expected_uncertainty=1.0,
         significance=0.1,
+        fit_chi2_ndf=1.0,
+        fit_p_value=0.5,
         significance_with_uncertainty=0.1,
         fit=fit,
     )
@@ -108,6 +110,8 @@ def test_plot_mjj_spectra(tmp_path: Path) -> None:
         expected=math.nan,
         expected_uncertainty=math.nan,
         significance=math.nan,
+        fit_chi2_ndf=math.nan,
+        fit_p_value=math.nan,
         significance_with_uncertainty=math.nan,
         fit=None,
     )
