@@ -105,8 +105,10 @@ def _learn_and_evaluate(config: RunConfig, out: Path, result: DemoResult) -> Non
     result.mlflow_run_id, result.tracking_uri = trained.mlflow_run_id, trained.tracking_uri
     best = next((h for h in trained.history if int(h["epoch"]) == trained.best_epoch), {})
     result.facts["pretrain epochs"] = trained.epochs
-    result.facts["pretrain best val loss"] = trained.best_val_loss
-    result.facts["pretrain probe AUC"] = best.get("val_probe_auc", float("nan"))
+    result.facts["pretrain kept epoch"] = trained.best_epoch
+    result.facts[f"pretrain {trained.selection_metric} (kept epoch)"] = trained.best_value
+    result.facts["pretrain val loss (kept epoch)"] = trained.best_val_loss
+    result.facts["pretrain probe AUC (kept epoch)"] = best.get("val_probe_auc", float("nan"))
 
     start = time.perf_counter()
     embeddings = out / "embeddings"

@@ -18,6 +18,7 @@ params and printed summaries.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -131,6 +132,9 @@ def choose(
     order = draw_order(keys, seed)
     have_b, have_s = int(background_pool.sum()), int(eligible.sum())
     n_b = have_b if spec.background is None else spec.background
+    ratio = spec.signal_to_background
+    if spec.background is None and ratio:  # as much background as the signal allows
+        n_b = min(have_b, math.floor((have_s + 0.5) / ratio))
     if n_b > have_b:
         raise SampleError(
             f"{what} asks for {n_b} background events; there are {have_b} "
@@ -175,10 +179,8 @@ def scaled_like(
     fraction of the background and the same signal per background event."""
     if spec.everything:
         return spec
-    background = available_background
-    if spec.background is not None:
-        share = (drawn.background + drawn.unlabelled) / max(drawn.available_background, 1)
-        background = round(share * available_background)
+    share = (drawn.background + drawn.unlabelled) / max(drawn.available_background, 1)
+    background = min(round(share * available_background), available_background)
     ratio = drawn.signal / max(drawn.background + drawn.unlabelled, 1)
     signal = min(round(ratio * background), available_signal)
     return RoleSample(background=background, signal=signal, signal_processes=spec.signal_processes)

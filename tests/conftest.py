@@ -95,3 +95,42 @@ def encoder(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Encoder
     embeddings = root / "embeddings"
     embed(checkpoint, prepared, embeddings, RayConfig(num_cpus=4), actors=1)
     return Encoder(checkpoint, embeddings, prepared, tracking_config, parent_id)
+
+
+@pytest.fixture(scope="session")
+def unlabelled(generated: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A black box: the generated QCD and W' events mixed, written in the LHC Olympics layout
+    without a label column (the 700 hardest particles of each event), imported (every label
+    -1) and prepared like ``prepared``."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from distributed_clr.config import PrepareConfig, RayConfig
+    from distributed_clr.data.lhco import import_lhco
+    from distributed_clr.data.prepare import prepare
+    from tests.data.physics import read_raw
+
+    root = tmp_path_factory.mktemp("black_box")
+    rows = []
+    for path in generated.values():
+        table = read_raw(path)
+        for pt, eta, phi in zip(
+            *(table.column(c).to_pylist() for c in ("pt", "eta", "phi")), strict=True
+        ):
+            order = np.argsort(-np.asarray(pt))[:700]
+            row = np.zeros(2100)
+            triples = np.stack([np.asarray(v)[order] for v in (pt, eta, phi)], axis=1)
+            row[: triples.size] = triples.ravel()
+            rows.append(row)
+    box = root / "events_black_box.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTables' performance warnings about wide tables
+        pd.DataFrame(np.asarray(rows)).to_hdf(box, key="df", mode="w", format="fixed")
+    raw = root / "raw"
+    import_lhco([box], raw, process="black_box", events_per_shard=400)
+    out = root / "dijets"
+    config = PrepareConfig(num_constituents=16, batch_events=128)
+    prepare([raw], out, config, RayConfig(num_cpus=2))
+    return out

@@ -58,6 +58,22 @@ def test_paper_preset_holds_the_seed_paper_settings() -> None:
     assert (c.train.batch_size, c.train.optimizer.lr, c.train.optimizer.name) == (400, 1e-4, "adam")
     assert c.train.early_stopping_patience == 20
     assert c.train.batch_size * c.ray.num_workers == 400  # the paper's global batch
+    assert c.sample.classify_test.signal_to_background == 1.0  # the balanced standard test set
+    assert c.sample.pretrain.everything
+    cwola = get_preset("paper_lhco_cwola")
+    assert cwola.sample.pretrain.signal == 0  # a background-only encoder for CWoLa
+    assert cwola.model_copy(update={"sample": c.sample}) == c  # nothing else differs
+
+
+def test_search_preset_is_mjj_blind_and_background_only() -> None:
+    c = get_preset("search")
+    assert c.model.inputs == "jet_frame"
+    assert c.sample.pretrain.signal == 0
+    assert "event" not in c.evaluate.feature_sets  # absolute constituents carry m_jj
+    assert {"latent", "event_frame", "highlevel"} <= set(c.evaluate.feature_sets)
+    assert c.sample.bumphunt.signal is not None
+    assert c.sample.bumphunt.signal[0] == 0
+    assert c.generate.events >= 20_000  # enough for a closure test
 
 
 def test_presets_are_fresh_copies() -> None:

@@ -24,6 +24,12 @@ def test_counts_ratio_and_processes() -> None:
         label, process, keys, RoleSample(background=500, signal_to_background=0.1), 0, what="x"
     )
     assert (comp.background, comp.signal) == (500, 50)
+    # Without a background count the ratio takes as much background as the signal allows:
+    # a balanced set uses every signal event, a small ratio every background event.
+    _, comp = choose(label, process, keys, RoleSample(signal_to_background=1.0), 0, what="x")
+    assert (comp.background, comp.signal) == (200, 200)
+    _, comp = choose(label, process, keys, RoleSample(signal_to_background=0.05), 0, what="x")
+    assert (comp.background, comp.signal) == (1000, 50)
     spec = RoleSample(signal_processes=["wprime"])
     mask, comp = choose(label, process, keys, spec, 0, what="x")
     assert comp.signal_by_process == {"wprime": 100}

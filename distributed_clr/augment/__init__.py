@@ -21,6 +21,7 @@ from torch import Tensor
 
 from distributed_clr.augment.distort import distort, distort_planes
 from distributed_clr.augment.drop import drop, drop_planes
+from distributed_clr.augment.effects import Effect, effects
 from distributed_clr.augment.geometry import (
     Planes,
     from_planes,
@@ -171,6 +172,7 @@ __all__ = [
     "NUM_FEATURES",
     "PLANES_FUNCTIONS",
     "Augmenter",
+    "Effect",
     "Events",
     "Normalizer",
     "Planes",
@@ -178,6 +180,7 @@ __all__ = [
     "collinear_split",
     "distort",
     "drop",
+    "effects",
     "eta_shift",
     "from_planes",
     "get_augmentation",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distributed_clr.cli.options import add_config_options, add_scaling_flags, config_from
-from distributed_clr.cli.tables import mean_std, number, table
+from distributed_clr.cli.tables import measured, number, table
 
 if TYPE_CHECKING:
     from distributed_clr.demo import DemoResult
@@ -27,12 +27,15 @@ def summary_text(result: DemoResult) -> str:
         rows = [
             [
                 key,
-                mean_std(entry["aggregate"].get("auc")),
-                mean_std(entry["aggregate"].get("max_sic")),
+                measured(entry["aggregate"], "auc"),
+                measured(entry["aggregate"], "max_sic", 2),
             ]
             for key, entry in classified.items()
         ]
-        text += "\nsupervised classifiers on the test split (mean +- std over repeats):\n"
+        text += (
+            "\nsupervised classifiers on the test split (mean +- std over repeats [68% bootstrap "
+            "interval over the test events]):\n"
+        )
         text += table(["features / classifier", "AUC", "max SIC"], rows, right=[1, 2])
     scans = result.cwola.get("results", {})
     if scans:
@@ -40,14 +43,12 @@ def summary_text(result: DemoResult) -> str:
         rows = []
         for feature_set, scan in scans.items():
             aggregated = scan.get("aggregated", {})
-            cells = [
-                number(aggregated.get(f"{f:g}", {}).get("auc", {}).get("mean")) for f in fractions
-            ]
+            cells = [measured(aggregated.get(f"{f:g}", {}), "auc") for f in fractions]
             rows.append([feature_set, *cells])
         columns = range(1, len(fractions) + 1)
         text += (
             f"\nCWoLa (idealised, {result.cwola.get('classifier', '?')}): test AUC against the "
-            "signal fraction f\n"
+            "signal fraction f (mean +- std over repeats [68% bootstrap interval])\n"
         )
         text += table(["features", *(f"f={f:g}" for f in fractions)], rows, right=columns)
     return text

@@ -9,10 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from distributed_clr.cli.options import add_config_options, config_from, override_flag
-from distributed_clr.cli.tables import mean_std, number, table
-from distributed_clr.config.schema import CLASSIFIERS, FEATURE_SETS
+from distributed_clr.cli.tables import mean_std, measured, number, table
+from distributed_clr.config.schema import ALL_FEATURE_SETS, CLASSIFIERS
 
 __all__ = ["add_parser", "format_classify", "format_cwola"]
+
+
+INTERVALS = (
+    "  (mean +- spread over seeds [68% bootstrap interval over the test events, mean over seeds])"
+)
 
 
 def _footer(summary: Mapping[str, Any], out: Path) -> str:
@@ -41,14 +46,14 @@ def format_classify(summary: Mapping[str, Any], out: Path) -> str:
             [
                 result["feature_set"],
                 result["classifier"],
-                mean_std(stats.get("auc")),
-                mean_std(stats.get("max_sic"), 2),
+                measured(stats, "auc"),
+                measured(stats, "max_sic", 2),
                 mean_std(stats.get("fpr_at_tpr_0.5"), 3, general=True),
             ]
         )
     header = ["feature set", "classifier", "AUC", "max SIC", "FPR at TPR 0.5"]
     return (
-        f"classify: {_splits(summary)}; {len(summary['seeds'])} seeds\n"
+        f"classify: {_splits(summary)}; {len(summary['seeds'])} seeds\n{INTERVALS}\n"
         + table(header, rows)
         + _footer(summary, out)
     )
@@ -64,15 +69,15 @@ def format_cwola(summary: Mapping[str, Any], out: Path) -> str:
                     [
                         feature_set,
                         fraction,
-                        mean_std(stats.get("auc")),
-                        mean_std(stats.get("max_sic"), 2),
+                        measured(stats, "auc"),
+                        measured(stats, "max_sic", 2),
                         mean_std(stats.get("fpr_at_tpr_0.5"), 3, general=True),
                     ]
                 )
         header = ["feature set", "f", "AUC", "max SIC", "FPR at TPR 0.5"]
         title = (
             f"idealised CWoLa ({summary['classifier']}): {_splits(summary)}; "
-            f"{len(summary['seeds'])} seeds"
+            f"{len(summary['seeds'])} seeds\n{INTERVALS}"
         )
     else:
         notes = []
@@ -185,7 +190,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         key="evaluate.feature_sets",
         append=True,
         transform=lambda sets: list(dict.fromkeys(sets)),
-        choices=FEATURE_SETS,
+        choices=ALL_FEATURE_SETS,
         help="evaluate only these feature sets (repeatable)",
     )
     add_config_options(parser)
@@ -224,10 +229,13 @@ def add_parser(subparsers: Any) -> None:
         "cwola",
         help="weak supervision: the idealised CWoLa scan, or the CWoLa bump hunt in m_jj",
         description="idealised: train on mixed samples at each signal fraction "
-        "(evaluate.cwola.fractions) and measure on the labelled test split. bumphunt: signal "
-        "region vs sidebands in m_jj (evaluate.bumphunt) with k-fold cross-training, cuts on "
-        "the classifier output, the m_jj spectra after each cut and the local significance of "
-        "the excess.",
+        "(evaluate.cwola.fractions) and measure on the labelled test split. bumphunt: first a "
+        "leakage check per feature set (can the sidebands be told apart, can m_jj be predicted; "
+        "a leaky set is refused unless evaluate.bumphunt.allow_leaky), then for each injected "
+        "signal amount (sample.bumphunt.signal) and seed: signal region vs sidebands in m_jj "
+        "(evaluate.bumphunt) with k-fold cross-training, cuts on the classifier output, the "
+        "sideband fit and the local significance Z of the excess, reported with the true "
+        "S/B and S/sqrt(B).",
     )
     _common_options(cwola)
     cwola.add_argument(

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["mean_std", "number", "table"]
+__all__ = ["mean_std", "measured", "number", "table"]
 
 
 def number(value: Any, digits: int = 3, general: bool = False) -> str:
@@ -26,6 +26,16 @@ def mean_std(stats: Mapping[str, Any] | None, digits: int = 3, general: bool = F
     text = number(stats["mean"], digits, general)
     if stats.get("n", 0) and stats["n"] > 1 and stats.get("std") is not None:
         text += f" +- {number(stats['std'], digits, general)}"
+    return text
+
+
+def measured(stats: Mapping[str, Any], name: str, digits: int = 3) -> str:
+    """'mean +- spread [low, high]' of metric ``name`` of an aggregate: the spread over repeats
+    and, where the aggregate has ``<name>_low`` and ``<name>_high``, the bootstrap interval."""
+    text = mean_std(stats.get(name), digits)
+    low, high = stats.get(f"{name}_low"), stats.get(f"{name}_high")
+    if low and high and low.get("mean") is not None and high.get("mean") is not None:
+        text += f" [{number(low['mean'], digits)}, {number(high['mean'], digits)}]"
     return text
 
 

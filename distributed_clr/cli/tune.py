@@ -34,6 +34,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     result = sweep(config_from(args, before=space.settings), space, args.data, args.name)
     column = f"best_{result.metric}"
     shown = ["trial", *space.keys, column, "epochs", "status"]
+    if "note" in result.summary:
+        shown.append("note")
     frame = result.summary[shown]
     counts = ", ".join(f"{k} {v}" for k, v in frame["status"].value_counts().items())
     out = sys.stdout

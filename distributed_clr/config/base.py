@@ -7,7 +7,7 @@ GeV, angles in radians.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -53,6 +53,9 @@ JET_AUGMENTATIONS: tuple[AugmentationName, ...] = (
 )
 """The seed paper's five dijet augmentations (its ablation, Table I, leaves each out in turn)."""
 FEATURE_SETS: tuple[FeatureSet, ...] = ("latent", "event", "highlevel")
+"""The feature sets evaluated by default."""
+ALL_FEATURE_SETS: tuple[FeatureSet, ...] = get_args(FeatureSet)
+"""Every feature set (``event_frame`` is the m_jj-blind event space of the bump hunt)."""
 CLASSIFIERS: tuple[ClassifierName, ...] = ("lct", "fcn")
 
 

@@ -13,6 +13,7 @@ from distributed_clr.config.base import (
     ClassifierName,
     FeatureSet,
     Fraction,
+    NonNegInt,
     PositiveFloat,
     PositiveInt,
     Section,
@@ -131,6 +132,11 @@ class EvaluateConfig(Section):
     """SIC is only reported where the background efficiency rests on this many test events."""
     seed: Seed = 0
     """Seed of sampling and classifier initialisation."""
+    bootstrap: NonNegInt = 200
+    """Bootstrap replicates of the test events behind each AUC and max SIC interval (68%,
+    ``auc_low``/``auc_high``, ``max_sic_low``/``max_sic_high``): the uncertainty of the
+    measurement on a finite test set, next to the spread over repeats. 0 turns it off;
+    otherwise at least 10."""
     classify_resampling: Literal["seeds", "folds"] = "seeds"
     """How ``evaluate classify`` repeats each measurement ``repeats`` times: 'seeds' trains on
     the whole train split with seeds seed, seed + 1, ...; 'folds' also leaves out the train
@@ -149,3 +155,11 @@ class EvaluateConfig(Section):
     """The idealised CWoLa scan."""
     bumphunt: BumpHuntConfig = Field(default_factory=BumpHuntConfig)
     """The CWoLa bump hunt."""
+
+    @model_validator(mode="after")
+    def _bootstrap_size(self) -> Self:
+        if 0 < self.bootstrap < 10:
+            raise ValueError(
+                f"bootstrap must be 0 (off) or at least 10 replicates, got {self.bootstrap}"
+            )
+        return self

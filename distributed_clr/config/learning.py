@@ -182,15 +182,16 @@ class TrainConfig(Section):
     """Maximum number of epochs."""
     batch_size: PositiveInt = 400
     """Events per worker per step; the global batch is batch_size x workers."""
-    selection_metric: Literal["val_view_retrieval", "val_loss", "val_probe_auc"] = (
-        "val_view_retrieval"
-    )
+    selection_metric: Literal[
+        "val_align_uniform", "val_loss", "val_view_retrieval", "val_probe_auc"
+    ] = "val_align_uniform"
     """The metric that picks the best epoch: the checkpoint kept and embedded, early stopping,
-    and a sweep's ranking. 'val_view_retrieval' (default) uses no labels: the fraction of
-    validation events whose augmented view finds its own other view as nearest neighbour among
-    256 (comparable across temperatures, losses and batch sizes). 'val_loss' is the contrastive
-    loss (not comparable across temperatures); 'val_probe_auc' uses the signal labels (a
-    search should not select on them)."""
+    and a sweep's ranking. 'val_align_uniform' (default, minimised) uses no labels: alignment +
+    uniformity of the validation views' projections in fixed groups of 256 events, comparable
+    across temperatures, losses and batch sizes. 'val_loss' is the contrastive loss (not
+    comparable across temperatures); 'val_view_retrieval' rewards an untrained encoder (see
+    ``train/validation.py``); 'val_probe_auc' uses the signal labels (a search should not
+    select on them)."""
     early_stopping_patience: PositiveInt | None = 20
     """Stop after this many epochs without a better ``selection_metric``; None disables."""
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -245,6 +246,7 @@ class TuneConfig(Section):
 
 
 SELECTION_MODES: dict[str, Literal["max", "min"]] = {
+    "val_align_uniform": "min",
     "val_view_retrieval": "max",
     "val_loss": "min",
     "val_probe_auc": "max",

@@ -2,7 +2,9 @@
 
 ``debug`` is the tiny configuration shared by tests and CI; ``demo`` is what ``make demo`` runs on
 a 2-core laptop; ``paper_lhco`` holds the settings of the seed paper (Dillon, Mastandrea, Nachman
-2023) on the LHC Olympics R&D dijets.
+2023) on the LHC Olympics R&D dijets, and ``paper_lhco_cwola`` its background-only encoder for
+the weakly supervised scans; ``search`` is an m_jj-blind bump hunt on generated data (the
+closure and injection study of the README).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Callable
 from distributed_clr.config.errors import ConfigError
 from distributed_clr.config.schema import (
     AugmentConfig,
+    BumpHuntConfig,
+    BumpHuntSample,
     CWoLaConfig,
     DataConfig,
     EvaluateConfig,
@@ -23,7 +27,9 @@ from distributed_clr.config.schema import (
     OptimizerConfig,
     PrepareConfig,
     RayConfig,
+    RoleSample,
     RunConfig,
+    SampleConfig,
     ScheduleConfig,
     TrainConfig,
     TransBCConfig,
@@ -34,7 +40,8 @@ def paper_lhco() -> RunConfig:
     """The seed paper: 50 constituents per jet, transformer (4 heads, 2 layers, width = latent
     size 128), NT-Xent at temperature 0.1 without the positive in the denominator (its Eq. 1),
     an unaugmented anchor view, Adam at lr 1e-4, batch 400 on one worker, early stopping after
-    20 epochs, and the representation taken after the first head layer."""
+    20 epochs, and the representation taken after the first head layer. The classifier tests
+    use the paper's balanced standard test set (as many background as signal test events)."""
     return RunConfig(
         prepare=PrepareConfig(num_constituents=50, select_by="mass"),
         augment=AugmentConfig(views="anchor"),
@@ -50,6 +57,50 @@ def paper_lhco() -> RunConfig:
             early_stopping_patience=20,
         ),
         ray=RayConfig(num_workers=1),
+        sample=SampleConfig(classify_test=RoleSample(signal_to_background=1.0)),
+    )
+
+
+def paper_lhco_cwola() -> RunConfig:
+    """``paper_lhco`` with the encoder the paper uses for its weakly supervised (CWoLa)
+    scans: pretrained on background only, so that the representation cannot have learned the
+    signal it is then asked to find."""
+    config = paper_lhco()
+    return config.model_copy(
+        update={
+            "sample": config.sample.model_copy(update={"pretrain": RoleSample(signal=0)}),
+        }
+    )
+
+
+def search() -> RunConfig:
+    """An m_jj-blind CWoLa bump hunt on generated dijets, sized for a 2-core machine (about
+    an hour): 24,000 QCD events (and a W' signal to inject, generated separately), encoder
+    inputs in the jet frame, pretrained on background only, the event_frame and high-level
+    feature sets next to the latent space, and W' injections of 0 to 3,000 events with 3
+    seeds each. With 0 injected it is the closure test: no cut may make a bump."""
+    return RunConfig(
+        generate=GenerateConfig(events=24_000, shards=8),
+        prepare=PrepareConfig(num_constituents=30),
+        model=ModelConfig(latent_dim=32, depth=2, heads=4, inputs="jet_frame"),
+        loss=LossConfig(temperature=0.2),
+        train=TrainConfig(
+            epochs=10,
+            batch_size=256,
+            optimizer=OptimizerConfig(name="adam", lr=1e-3),
+            schedule=ScheduleConfig(name="cosine", warmup_epochs=1),
+            early_stopping_patience=5,
+        ),
+        evaluate=EvaluateConfig(
+            repeats=3,
+            feature_sets=["latent", "event_frame", "highlevel"],
+            bumphunt=BumpHuntConfig(),
+        ),
+        sample=SampleConfig(
+            pretrain=RoleSample(signal=0),
+            bumphunt=BumpHuntSample(signal=[0, 300, 1000, 3000]),
+        ),
+        ray=RayConfig(num_workers=2),
     )
 
 
@@ -101,6 +152,8 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "debug": debug,
     "demo": demo,
     "paper_lhco": paper_lhco,
+    "paper_lhco_cwola": paper_lhco_cwola,
+    "search": search,
 }
 
 

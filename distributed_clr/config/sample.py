@@ -19,7 +19,8 @@ class RoleSample(Section):
     """
 
     background: NonNegInt | None = None
-    """Background events to draw; None takes every one."""
+    """Background events to draw; None takes every one, or with ``signal_to_background`` as
+    many as the available signal allows (signal_to_background 1: the largest balanced set)."""
     signal: NonNegInt | None = None
     """Signal events to draw; None takes every one (unless ``signal_to_background`` is set)."""
     signal_to_background: NonNegFloat | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from distributed_clr.config.base import (
+    ALL_FEATURE_SETS,
     CLASSIFIERS,
     FEATURE_SETS,
     JET_AUGMENTATIONS,
@@ -52,6 +53,7 @@ from distributed_clr.config.stages import (
 )
 
 __all__ = [
+    "ALL_FEATURE_SETS",
     "CLASSIFIERS",
     "FEATURE_SETS",
     "JET_AUGMENTATIONS",

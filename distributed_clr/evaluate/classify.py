@@ -6,8 +6,10 @@ Trans+BC on the constituents, if ``config.trans_bc.enabled``), and each repeat: 
 labelled events of the train split (the FCN and Trans+BC carve their early-stopping events out
 of it), score the labelled events of the test split, which no choice ever looks at, and compute
 ``stats.binary_metrics`` (AUC, max SIC under the ``min_background`` rule, FPR and rejection at
-``config.tprs`` and 0.5). Events with label -1 are left out of both, with a logged explanation;
-the val split is not used. All classifiers run through one code path
+``config.tprs`` and 0.5) with the 68% bootstrap intervals of AUC and max SIC over the test
+events (``config.bootstrap``; ``auc_low``, ``auc_high``, ``max_sic_low``, ``max_sic_high``).
+Events with label -1 are left out of both, with a logged explanation; the val split is not
+used. All classifiers run through one code path
 (``classifiers.make_classifier``).
 
 **Repeats** (``config.classify_resampling``): 'seeds' trains on the whole train split with
@@ -15,7 +17,8 @@ seeds seed, seed + 1, ...; 'folds' also leaves out the train events of one prepa
 repeat (``resampling_plan``).
 
 **Outputs** in ``out``: ``summary.json`` (per combination the ``aggregate`` over the repeats and
-every repeat's own metrics, Trans+BC's training per repeat), ``scores.parquet`` (with
+every repeat's own metrics, Trans+BC's training per repeat; an interval's bounds in the
+aggregate are the means over the repeats), ``scores.parquet`` (with
 ``left_out_fold``: the train fold a repeat left out, null with 'seeds'), ``plots/rejection.png``
 and ``plots/sic.png`` (the first seed's classifier of each combination: pooling several would mix
 their calibrations) and ``plots/latent_projection.png``. MLflow metrics are
@@ -68,7 +71,13 @@ from distributed_clr.evaluate.report import (
     source_summary,
     split_counts,
 )
-from distributed_clr.stats import aggregate, binary_metrics, roc_curve, sic_curve
+from distributed_clr.stats import (
+    aggregate,
+    binary_metrics,
+    roc_curve,
+    sic_curve,
+    with_intervals,
+)
 from distributed_clr.storage.verify import VerifyLevel
 from distributed_clr.tracking import RunHandle
 
@@ -200,7 +209,11 @@ def _classify(
                 fit_on.features[feature_set], fit_on.label, test.features[feature_set], seed
             )
             extra = {} if record is None else {"training": record.to_dict()}
-            seed_metrics = binary_metrics(test.label, scores, config.min_background, tprs)
+            seed_metrics = with_intervals(
+                binary_metrics(test.label, scores, config.min_background, tprs),
+                test.label, scores, replicates=config.bootstrap,
+                min_background=config.min_background, seed=seed,
+            )  # fmt: skip
             per_seed.append(
                 {"seed": seed, "left_out_fold": left_out, "metrics": seed_metrics, **extra}
             )

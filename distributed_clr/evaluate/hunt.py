@@ -171,7 +171,8 @@ def hunt_study(
         metrics.update(_metrics(entry["z_vs_injected"], f"{fs}/{classifier}"))
     curves = {fs: results[fs]["z_vs_injected"] for fs in hunted}
     plots.append(plot_z_vs_injected(curves, out / PLOTS / "z_vs_injected.png"))
-    plots.append(latent_plot(inputs, out / PLOTS / "latent_projection.png", config.seed))
+    if "latent" in inputs.features:
+        plots.append(latent_plot(inputs, out / PLOTS / "latent_projection.png", config.seed))
     splits = {
         str(split): split_counts(inputs.in_split(str(split))) for split in np.unique(inputs.split)
     }

@@ -31,7 +31,13 @@ from distributed_clr import classifiers
 from distributed_clr.config.schema import ClassifierName, EvaluateConfig
 from distributed_clr.evaluate.errors import EvaluationError
 from distributed_clr.seeds import derive_seed
-from distributed_clr.stats import aggregate, binary_metrics, check_binary, json_safe
+from distributed_clr.stats import (
+    aggregate,
+    binary_metrics,
+    check_binary,
+    json_safe,
+    with_intervals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +338,11 @@ def idealised_scan(
             )
             target = np.r_[np.zeros(len(s1)), np.ones(len(s2_bkg) + len(s2_sig))]
             scores, _ = model.fit_predict(train[index], target, test, derive_seed(seed, 1))
-            metrics = binary_metrics(labels_test, scores, min_background=min_bkg)
+            metrics = with_intervals(
+                binary_metrics(labels_test, scores, min_background=min_bkg),
+                labels_test, scores, replicates=config.bootstrap, min_background=min_bkg,
+                seed=int(seed),
+            )  # fmt: skip
             points.append(ScanPoint(fraction, int(seed), len(s2_sig), len(s2_sig) / size, metrics))
             rows.append(scores)
             log.info(

@@ -1,11 +1,12 @@
 """Statistics of the evaluation, pure numpy and scipy: classification metrics (ROC, SIC,
-rejection, their spread over repeats), the dijet-function sideband fit, and the local
-significance of an excess.
+rejection, their spread over repeats, bootstrap intervals over test events), the
+dijet-function sideband fit, and the local significance of an excess.
 
 Nothing here trains, reads or writes anything; it imports nothing of the package but
 ``errors``, so every stage may use it.
 """
 
+from distributed_clr.stats.bootstrap import BOOTSTRAP_LEVEL, bootstrap_intervals, with_intervals
 from distributed_clr.stats.dijet_fit import (
     FORMS,
     SidebandFit,
@@ -25,11 +26,13 @@ from distributed_clr.stats.metrics import (
 from distributed_clr.stats.significance import local_significance
 
 __all__ = [
+    "BOOTSTRAP_LEVEL",
     "DEFAULT_TPRS",
     "FORMS",
     "SidebandFit",
     "aggregate",
     "binary_metrics",
+    "bootstrap_intervals",
     "check_binary",
     "dijet_expected_counts",
     "fit_dijet_function",
@@ -37,5 +40,6 @@ __all__ = [
     "local_significance",
     "roc_curve",
     "sic_curve",
+    "with_intervals",
     "working_points",
 ]

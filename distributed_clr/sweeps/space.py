@@ -60,6 +60,8 @@ FIXED_PREFIXES = {
 """Config keys a space may not vary, and why."""
 
 REPORTED_METRICS = (
+    "val_align_uniform",
+    "best_val_align_uniform",
     "val_view_retrieval",
     "val_probe_auc",
     "val_loss",

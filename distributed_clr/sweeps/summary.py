@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distributed_clr.augment.normalize import INVARIANT
 from distributed_clr.sweeps.space import REPORTED_METRICS, SearchSpace, is_scalar
 from distributed_clr.sweeps.tuner import trial_run_name
 from distributed_clr.tracking import COMPLETE_TAG
@@ -26,6 +27,7 @@ __all__ = [
     "PLOTTED_PARAMS",
     "SweepResult",
     "TrialRecord",
+    "ablation_note",
     "load_trials",
     "metric_vs_param_figure",
     "summarize",
@@ -66,7 +68,7 @@ class SweepResult:
     """The selection metric (``train.selection_metric``); the summary has ``best_<metric>``,
     the value at the epoch whose checkpoint each trial kept."""
     mode: str
-    """``max`` or ``min`` (``tune.mode``)."""
+    """``max`` or ``min``: the direction of the metric (``SELECTION_MODES``)."""
     summary_csv: Path
     plots: list[Path] = field(default_factory=list)
     parent_run_id: str | None = None
@@ -134,6 +136,35 @@ def _param_column(value: Any) -> Any:
     return value if is_scalar(value) else json.dumps(value)
 
 
+PIPELINE = "augment.pipeline"
+
+
+def ablation_note(params: Mapping[str, Any], full: Sequence[str], inputs: str) -> str:
+    """What a trial of an augmentation ablation leaves out of the ``full`` pipeline, e.g.
+    ``without rotate``; a left-out augmentation the encoder's ``inputs`` are invariant to by
+    construction is marked as a no-op (the row then differs from the full one only by noise)."""
+    pipeline = params.get(PIPELINE)
+    if pipeline is None:
+        return ""
+    missing = [name for name in full if name not in pipeline]
+    if not missing:
+        return "all augmentations" if len(pipeline) == len(full) else ""
+    invariant = INVARIANT.get(str(params.get("model.inputs", inputs)), frozenset())
+    parts = [
+        f"{name} (no-op: inputs invariant to it)" if name in invariant else name for name in missing
+    ]
+    return "without " + ", ".join(parts)
+
+
+def _full_pipeline(records: Sequence[TrialRecord]) -> list[str]:
+    """Every augmentation any trial uses, in first-seen order."""
+    names: dict[str, None] = {}
+    for record in records:
+        for name in record.params.get(PIPELINE) or []:
+            names.setdefault(str(name), None)
+    return list(names)
+
+
 def summarize(
     records: Sequence[TrialRecord],
     space: SearchSpace,
@@ -141,12 +172,17 @@ def summarize(
     metric: str,
     mode: str,
     runs: Mapping[str, Any] | None = None,
+    inputs: str = "absolute",
 ) -> Any:
     """One row per trial, best first: trial (its run name), trial_id, mlflow_run_id, one column
     per param, ``best_<metric>`` and its ``best_epoch``, ``last_<metric>``, ``val_loss`` (last
     epoch), ``epochs`` and ``status``: complete, stopped (by the scheduler), error, or
-    incomplete (an interrupted sweep)."""
+    incomplete (an interrupted sweep). A space over ``augment.pipeline`` adds ``note``: what
+    each trial leaves out (``ablation_note``; ``inputs`` is the encoder input frame of trials
+    that do not vary ``model.inputs``)."""
     import pandas as pd
+
+    full = _full_pipeline(records) if PIPELINE in space.keys else []
 
     rows = []
     for record in records:
@@ -178,6 +214,8 @@ def summarize(
                 "error": record.error.strip().splitlines()[-1][:300] if record.error else "",
             }
         )
+        if full:
+            row["note"] = ablation_note(record.params, full, inputs)
         rows.append(row)
     columns = [
         "trial",
@@ -191,6 +229,7 @@ def summarize(
         "epochs",
         "status",
         "error",
+        *(["note"] if full else []),
     ]
     frame = pd.DataFrame(rows, columns=columns)
     frame = frame.sort_values(

@@ -137,7 +137,7 @@ def _finish(
             run = runs.get(trial_run_name(name, record.trial_id))
             history = [] if run is None else records.trial_history(parent, run, metric)
             record.history = history or record.history
-    summary = summarize(trials, space, name, metric, mode, runs)
+    summary = summarize(trials, space, name, metric, mode, runs, inputs=config.model.inputs)
     complete = not (summary["status"] == "incomplete").any()
     failed = int((summary["status"] == "error").sum())
     directory = (

@@ -5,12 +5,13 @@ It is what ``dclr pretrain`` and every Tune trial call. It
 1. reads the prepared dataset's manifest (the model's constituent count comes from the data)
    and sizes the epoch so that every rank runs the same number of steps;
 2. opens the MLflow run of this run name (new, or the one a previous attempt left; a complete
-   one is returned at once) and hands it to rank 0;
+   one is returned at once) and hands it to rank 0, with the sample compositions as params and
+   the fraction of events each augmentation changes (``augment_effects``) as metrics;
 3. runs a Ray Train V2 ``TorchTrainer`` whose storage is ``<ray.storage_path>/<run name>``:
    Ray restores the latest checkpoint by itself when that directory already holds the run, so
    rerunning the same command continues an interrupted run; ``FailureConfig`` restarts the
-   worker group after a failure; Ray keeps the best ``train.checkpoint.keep`` by val loss plus
-   the latest;
+   worker group after a failure; Ray keeps the best ``train.checkpoint.keep`` by
+   ``train.selection_metric`` plus the latest;
 4. logs the final artifacts from the best checkpoint (``results.log_final_artifacts``).
 """
 
@@ -21,6 +22,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from distributed_clr.augment import Effect
 from distributed_clr.config.load import RESUMABLE_CHANGES, to_flat_dict, to_yaml
 from distributed_clr.config.schema import SELECTION_MODES, RunConfig
 from distributed_clr.runtime import init_ray, join, storage_root, units_that_fit
@@ -43,7 +45,7 @@ from distributed_clr.train.worker import SPEC_KEY, WorkerSpec, train_loop_per_wo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["pretrain"]
+__all__ = ["augment_effects", "effect_metrics", "pretrain"]
 
 
 def pretrain(
@@ -116,6 +118,9 @@ def pretrain(
             run.run_id,
             run.uri,
         )
+    effects = augment_effects(config, data)
+    if run is not None and effects:
+        run.log_metrics(effect_metrics(effects))
 
     workers = config.ray.num_workers * config.ray.cpus_per_worker
     init_ray(config.ray, min_cpus=math.ceil(workers) + 1)
@@ -129,6 +134,65 @@ def pretrain(
         run.mark_complete()
     run.finish("FINISHED")
     return _with_samples(result, samples)
+
+
+EFFECT_EVENTS = 1024
+"""Train events on which ``augment_effects`` measures the augmentations."""
+
+
+def augment_effects(config: RunConfig, data: Path) -> list[Effect]:
+    """The effect of each augmentation of ``config.augment.pipeline`` on the first
+    ``EFFECT_EVENTS`` train events (seeded by ``train.seed``), logged; a warning for one that
+    changes fewer than 1% of the encoder's inputs, naming invariance by construction."""
+    import pyarrow as pa
+    import torch
+
+    from distributed_clr.augment import Augmenter, Normalizer, effects
+    from distributed_clr.storage.reader import CONSTITUENT_COLUMNS, constituents, iter_tables
+
+    augmenter = Augmenter(config.augment)
+    if not augmenter.names:
+        return []
+    tables = iter_tables(
+        data, "dijet", splits=[config.data.train_split], columns=CONSTITUENT_COLUMNS,
+        batch_rows=EFFECT_EVENTS, verify="rows",
+    )  # fmt: skip
+    chunks, rows = [], 0
+    for table in tables:
+        chunks.append(table)
+        rows += table.num_rows
+        if rows >= EFFECT_EVENTS:
+            break
+    if not rows:
+        return []
+    x, mask = constituents(pa.concat_tables(chunks).slice(0, EFFECT_EVENTS))
+    generator = torch.Generator().manual_seed(config.train.seed)
+    measured = effects(augmenter, Normalizer(frame=config.model.inputs), x, mask, generator)
+    for effect in measured:
+        log.info("augmentation %s (%d train events)", effect.describe(), len(x))
+        if effect.features_changed < 0.01:
+            why = (
+                f"the '{config.model.inputs}' encoder inputs are invariant to it by construction"
+                if effect.invariant
+                else "it is close to a no-op with these settings"
+            )
+            log.warning(
+                "augmentation '%s' changes %.1f%% of the encoder's inputs: %s",
+                effect.name,
+                100 * effect.features_changed,
+                why,
+            )
+    return measured
+
+
+def effect_metrics(measured: list[Effect]) -> dict[str, float]:
+    """MLflow metrics ``augment_changed/<name>`` (events) and ``augment_input_changed/<name>``
+    (encoder inputs)."""
+    out: dict[str, float] = {}
+    for effect in measured:
+        out[f"augment_changed/{effect.name}"] = effect.events_changed
+        out[f"augment_input_changed/{effect.name}"] = effect.features_changed
+    return out
 
 
 def _with_samples(result: PretrainResult, samples: SamplePlan) -> PretrainResult:

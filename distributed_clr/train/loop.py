@@ -82,11 +82,12 @@ def run_epochs(p: EpochPieces) -> None:
             p.logger.log_epoch(metrics, epoch)
         _info(
             p,
-            "epoch %d: train loss %.4f, val loss %.4f, view retrieval %.3f, probe AUC %.3f, "
-            "%.0f events/s, lr %.2e",
+            "epoch %d: train loss %.4f, val loss %.4f, align+uniform %.3f, view retrieval %.3f, "
+            "probe AUC %.3f, %.0f events/s, lr %.2e",
             epoch,
             metrics["train_loss"],
             metrics["val_loss"],
+            metrics["val_align_uniform"],
             metrics["val_view_retrieval"],
             metrics["val_probe_auc"],
             metrics["events_per_s"],

@@ -104,11 +104,19 @@ def result_from_storage(
 
 
 def loss_curve_figure(history: Sequence[Mapping[str, float]], best_epoch: int) -> Figure:
-    """Train and validation loss per epoch (left), the view retrieval and the linear-probe AUC
-    (right); the best epoch (by the selection metric) marked."""
+    """Train and validation loss per epoch (left), alignment + uniformity (middle), the view
+    retrieval and the linear-probe AUC (right); the best epoch (by the selection metric)
+    marked."""
     epochs = [int(h["epoch"]) for h in history]
-    figure = Figure(figsize=(10, 4))
-    loss_ax, probe_ax = figure.subplots(1, 2)
+    figure = Figure(figsize=(14, 4))
+    loss_ax, geometry_ax, probe_ax = figure.subplots(1, 3)
+    geometry_ax.plot(
+        epochs, [h.get("val_align_uniform", math.nan) for h in history], marker="o",
+        color="tab:purple",
+    )  # fmt: skip
+    geometry_ax.axvline(best_epoch, color="grey", linestyle=":")
+    geometry_ax.set_xlabel("epoch")
+    geometry_ax.set_ylabel("alignment + uniformity (no labels; lower is better)")
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         values = [h.get(key, math.nan) for h in history]
         loss_ax.plot(epochs, values, marker="o", label=label)

@@ -5,10 +5,16 @@
   (``samples.py``). The loss runs rank by rank (no collectives inside the pass, so it cannot
   hang) at the per-worker batch, then one all-reduce combines the ranks. It is comparable
   across epochs of a run, not across temperatures.
-* ``val_view_retrieval``: the label-free selection metric. For the same events, the fraction
-  whose second augmented view (projection output, cosine similarity) finds its own first view
-  as nearest neighbour among ``RETRIEVAL_GROUP`` events; comparable across temperatures, losses
-  and batch sizes, since groups have a fixed size.
+* ``val_align_uniform``: the label-free selection metric, alignment + uniformity (Wang & Isola
+  2020) of the normalised projections, measured in fixed groups of ``RETRIEVAL_GROUP`` events
+  (``align_uniform``): lower is better, and it does not depend on the temperature, the loss,
+  the batch size or the number of workers, so trials of a sweep can be ranked by it.
+* ``val_view_retrieval``: a diagnostic. For the same events, the fraction whose second
+  augmented view finds its own first view as nearest neighbour among ``RETRIEVAL_GROUP``. It is
+  not a selection metric: an untrained encoder maps the two views of an event almost onto one
+  point (near-perfect retrieval) while crowding all events together, and retrieval falls as
+  training spreads the events out (measured on generated QCD: 0.89 at epoch 1, 0.64 at epoch 6,
+  while alignment + uniformity improved from -1.53 to -2.38).
 * ``val_probe_auc``: a diagnostic. A logistic regression on the representation of the probe's
   fixed, balanced subset (half fit, half scored); NaN when the subset is empty.
 """
@@ -43,7 +49,15 @@ from distributed_clr.train.trainer import (
     to_device,
 )
 
-__all__ = ["RETRIEVAL_GROUP", "Probe", "Validator", "probe_auc", "validate", "view_retrieval"]
+__all__ = [
+    "RETRIEVAL_GROUP",
+    "Probe",
+    "Validator",
+    "align_uniform",
+    "probe_auc",
+    "validate",
+    "view_retrieval",
+]
 
 Probe = dict[str, torch.Tensor]
 """Representations ``h`` (K, D), ``label`` (K,) and ``key`` (K,) of the probe's events."""
@@ -102,14 +116,17 @@ def validate(
             probe["label"].append(batch["label"][chosen].cpu())
             probe["key"].append(keys[chosen].cpu())
     correct, total = view_retrieval(views)
+    geometry, groups = align_uniform(views)
     sums[4] = correct
-    totals = torch.cat([sums, torch.tensor([total], device=trainer.device, dtype=sums.dtype)])
+    extra = torch.tensor([total, geometry, groups], device=trainer.device, dtype=sums.dtype)
+    totals = torch.cat([sums, extra])
     if distributed.is_distributed():
         dist.all_reduce(totals)
     n = float(totals[3])
     names = ("val_loss", "val_alignment", "val_uniformity")
     metrics = {name: float(totals[i]) / n if n else math.nan for i, name in enumerate(names)}
     metrics["val_view_retrieval"] = float(totals[4] / totals[5]) if float(totals[5]) else math.nan
+    metrics["val_align_uniform"] = float(totals[6] / totals[7]) if float(totals[7]) else math.nan
     return metrics, {k: torch.cat(v) if v else torch.empty(0) for k, v in probe.items()}
 
 
@@ -128,6 +145,30 @@ def view_retrieval(views: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[floa
         correct += float((nearest == torch.arange(group, device=a.device)).sum())
         total += group
     return correct, total
+
+
+def align_uniform(views: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, int]:
+    """(sum over groups of alignment + uniformity, groups), in groups of ``RETRIEVAL_GROUP``
+    events as ``view_retrieval``. Per group of normalised projections (z1, z2): alignment is
+    the mean squared distance between an event's two views, uniformity the log of the mean of
+    exp(-2 d^2) over every pair of distinct points among the group's 2 x group views."""
+    if not views:
+        return 0.0, 0
+    z1 = F.normalize(torch.cat([v[0] for v in views]).float(), dim=-1)
+    z2 = F.normalize(torch.cat([v[1] for v in views]).float(), dim=-1)
+    group = min(RETRIEVAL_GROUP, len(z1))
+    if group < 2:
+        return 0.0, 0
+    total, groups = 0.0, 0
+    for start in range(0, len(z1) - group + 1, group):
+        a, b = z1[start : start + group], z2[start : start + group]
+        align = (a - b).pow(2).sum(dim=1).mean()
+        points = torch.cat([a, b])
+        distances = torch.pdist(points).pow(2)  # every distinct pair once
+        uniform = torch.logsumexp(-2.0 * distances, dim=0) - math.log(len(distances))
+        total += float(align + uniform)
+        groups += 1
+    return total, groups
 
 
 def probe_auc(probes: list[Probe], seed: int) -> float:
@@ -174,8 +215,11 @@ class Validator:
         )
         self.seed = trainer.train_config.seed
         device = trainer.device
-        self.loss_keys = None if loss_keys is None else torch.as_tensor(loss_keys, device=device)
-        self.probe_keys = torch.as_tensor(probe_keys, device=device)
+        # Copies: the plan's arrays arrive read-only through Ray's object store.
+        self.loss_keys = (
+            None if loss_keys is None else torch.tensor(np.array(loss_keys), device=device)
+        )
+        self.probe_keys = torch.tensor(np.array(probe_keys), device=device)
 
     def __call__(self) -> dict[str, float]:
         device = self.trainer.device

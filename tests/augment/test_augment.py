@@ -493,3 +493,35 @@ def test_normalised_features_are_phi_invariant() -> None:
     changed = (normalize(y, m) - normalize(x, mask)).abs().amax(dim=(0, 1, 2))
     assert (changed[:5] < 1e-4).all()  # only the jet's own eta feature moves
     assert changed[5] > 0.1
+
+
+# ----------------------------------------------------------------------------------------------
+# measured effects
+
+
+def test_effects_measure_each_augmentation_and_match_the_declared_invariances() -> None:
+    from distributed_clr.augment import Normalizer, effects
+    from distributed_clr.augment.normalize import INVARIANT
+
+    x, mask = toy_dijets(256, slots=40, seed=5)
+    names = list(get_args(AugmentationName))
+    config = AugmentConfig(pipeline=names, eta_shift_max=1.0)
+    for frame in ("absolute", "jet_frame"):
+        measured = effects(
+            Augmenter(config), Normalizer(frame=frame), x, mask, torch.Generator().manual_seed(1)
+        )
+        assert [e.name for e in measured] == names
+        for effect in measured:
+            assert effect.events_changed > 0.95, effect.describe()  # every one acts
+            # what the encoder sees changes unless the frame is invariant by construction
+            if effect.name in INVARIANT[frame]:
+                assert effect.invariant, effect.describe()
+                assert effect.features_changed == 0.0, effect.describe()
+            else:
+                assert not effect.invariant, effect.describe()
+                assert effect.features_changed > 0.95, effect.describe()
+    # a no-op is visible: a zero-width shift and smear change nothing
+    idle = AugmentConfig(pipeline=["eta_shift", "pt_smear"], eta_shift_max=0.0, pt_smear=0.0)
+    for effect in effects(Augmenter(idle), Normalizer(), x, mask, torch.Generator().manual_seed(1)):
+        assert effect.events_changed == 0.0
+        assert effect.features_changed == 0.0

@@ -74,8 +74,11 @@ def test_bump_hunt_background_only_is_not_significant(sideband_width: float) -> 
         assert cut.fit is not None
         assert cut.fit.n_params == (4 if sideband_width == 500.0 else 3)
         assert abs(cut.significance_with_uncertainty) < 2.0, cut.to_dict()
-        assert abs(cut.significance) < 3.0, cut.to_dict()
-        assert cut.expected == pytest.approx(cut.observed, rel=0.25)
+        # Z with B taken as known ignores the fit's uncertainty: over 30 such toys its spread is
+        # 1.8 (the profiled Z's 1.0), so only the profiled Z is held to closure.
+        assert abs(cut.significance) < 4.0, cut.to_dict()
+        spread = math.sqrt(cut.expected + cut.expected_uncertainty**2)
+        assert abs(cut.observed - cut.expected) < 3 * spread, cut.to_dict()
         if sideband_width == 200.0:  # a long extrapolation from two bins per side
             assert cut.expected_uncertainty > math.sqrt(cut.expected)
 
@@ -133,3 +136,23 @@ def test_bump_hunt_takes_sqrt_s_from_its_config() -> None:
         bump_hunt(mjj, x, folds, (3300.0, 3700.0), 200.0, "lct", CONFIG, 0, sqrt_s=3800.0)
     with pytest.raises(UserError, match=r"below sqrt\(s\) = 3000 GeV"):
         bump_hunt(mjj, x, folds, (2300.0, 2700.0), 400.0, "lct", low_energy, 0)
+
+
+def test_cuts_keep_the_same_fraction_of_every_fold() -> None:
+    """Each fold's classifier has its own offset (its training folds' SR fraction); ranking
+    within folds removes it, so a cut cannot select whole folds."""
+    from distributed_clr.evaluate.bumphunt import fold_ranks
+
+    rng = np.random.default_rng(0)
+    folds = rng.integers(0, 5, 10_000)
+    scores = 0.01 * rng.normal(size=10_000) + 0.05 * folds  # offsets dominate the spread
+    ranks = fold_ranks(scores, folds)
+    assert ranks.min() > 0
+    assert ranks.max() == 1.0
+    kept = ranks > 0.9
+    per_fold = np.bincount(folds[kept], minlength=5) / np.bincount(folds, minlength=5)
+    np.testing.assert_allclose(per_fold, 0.1, atol=0.002)
+    assert np.bincount(folds[scores > np.quantile(scores, 0.9)], minlength=5)[:4].sum() == 0
+    for k in range(5):  # the order within a fold is the classifier's
+        members = folds == k
+        assert (np.argsort(ranks[members]) == np.argsort(scores[members])).all()

@@ -64,6 +64,10 @@ def test_classify_end_to_end(
             assert recomputed == pytest.approx(auc, abs=1e-12), key
         assert entry["aggregate"]["auc"]["mean"] == pytest.approx(np.mean(per_seed))
         assert entry["aggregate"]["auc"]["n"] == config.repeats
+        for repeat in entry["per_seed"]:  # each repeat's bootstrap interval holds its AUC
+            m = repeat["metrics"]
+            assert m["auc_low"] <= m["auc"] <= m["auc_high"], key
+            assert m["auc_high"] - m["auc_low"] > 0, key
         assert 0.0 <= entry["aggregate"]["fpr_at_tpr_0.5"]["mean"] <= 1.0
 
     # The W' jets are heavy (500 and 100 GeV): the jet masses separate them from QCD. Their
@@ -83,6 +87,29 @@ def test_classify_end_to_end(
     highlevel_fits = [x for name, x, _ in spy.calls if x.shape[1:] == (4,)]
     assert highlevel_fits
     assert all(shared_rows(x, test.features["highlevel"]) == 0 for x in highlevel_fits)
+
+
+@pytest.mark.ray
+def test_classify_on_a_balanced_standard_test_set(encoder: Encoder, tmp_path: Path) -> None:
+    """``sample.classify_test.signal_to_background=1``: the test events are half signal, drawn
+    by event key, recorded as the composition; the train events are untouched."""
+    from distributed_clr.config.schema import SampleConfig
+
+    sample = SampleConfig.model_validate({"classify_test": {"signal_to_background": 1.0}})
+    config = fast_config(feature_sets=["highlevel"], classifiers=["lct"], trans_bc=NO_TRANS_BC)
+    summary = classify(config, encoder.embeddings, encoder.data, tmp_path / "out", sample=sample)
+    test = summary["composition"]["classify_test"]
+    assert test["signal"] == test["background"] > 0
+    assert summary["splits"]["test"]["signal"] == summary["splits"]["test"]["background"]
+    every = load_inputs(encoder.embeddings, encoder.data, ["highlevel"], ["train", "test"])
+    train_labels = every.label[every.split == "train"]
+    assert summary["splits"]["train"]["events"] == int((train_labels >= 0).sum())
+    _, scores = read_outputs(tmp_path / "out")
+    assert scores.num_rows == config.repeats * test["events"]
+    # Asking for more than there is names the role and the counts.
+    greedy = SampleConfig.model_validate({"classify_test": {"background": 10**6}})
+    with pytest.raises(UserError, match=r"classify_test.*10+"):
+        classify(config, encoder.embeddings, encoder.data, tmp_path / "greedy", sample=greedy)
 
 
 @pytest.mark.ray

@@ -86,3 +86,30 @@ def test_results_are_written_and_the_result_ranks_them(tmp_path: Path) -> None:
     assert result.best is not None
     assert result.best["trial"] == "s-a_00001"
     assert result.failed == 1
+
+
+def test_an_ablation_names_what_each_trial_leaves_out_and_marks_invariant_ones() -> None:
+    full = ["rotate", "distort", "eta_shift", "phi_shift"]
+    space = space_from_dict(
+        {"params": {"augment.pipeline": {"grid": [full, full[1:], full[:3]]}}},
+        get_preset("debug"),
+        name="t",
+    )
+    records = [
+        TrialRecord(f"a_{i:05d}", "TERMINATED", {"augment.pipeline": p}, [])
+        for i, p in enumerate([full, full[1:], full[:3]])
+    ]
+    absolute = summarize(records, space, "s", "val_loss", "min", inputs="absolute")
+    notes = dict(zip(absolute["trial_id"], absolute["note"], strict=True))
+    assert notes == {
+        "a_00000": "all augmentations",
+        "a_00001": "without rotate",
+        "a_00002": "without phi_shift (no-op: inputs invariant to it)",
+    }
+    records[1].params["model.inputs"] = "jet_frame"  # a trial's own inputs win
+    jet = summarize(records, space, "s", "val_loss", "min", inputs="absolute")
+    assert "no-op" not in dict(zip(jet["trial_id"], jet["note"], strict=True))["a_00001"]
+    frame = summarize(records, space, "s", "val_loss", "min", inputs="jet_frame")
+    assert "no-op" in dict(zip(frame["trial_id"], frame["note"], strict=True))["a_00002"]
+    plain, _ = _space_and_records()
+    assert "note" not in summarize(_space_and_records()[1], plain, "s", "val_loss", "min")

@@ -6,6 +6,7 @@ before Ray or MLflow start."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,8 @@ def test_grid_sweep_records_parent_children_summary_and_plots(
         (0.5, 16),
     }
     assert (summary["epochs"] == 2).all()
-    metric = "val_view_retrieval"  # the default selection metric: no labels
-    assert summary[f"best_{metric}"].between(0.0, 1.0).all()
+    metric = "val_align_uniform"  # the default selection metric: no labels
+    assert summary[f"best_{metric}"].between(-4.5, 4.5).all()
     on_disk = pd.read_csv(result.summary_csv)
     assert list(on_disk["trial"]) == list(summary["trial"])
     assert {p.name for p in result.plots} == {
@@ -215,3 +216,45 @@ def test_rerun_resumes_only_the_failed_trial(
     # The completed trial did not run again.
     assert client.get_run(done_run.info.run_id).info.end_time == done_run.info.end_time
     assert done_progress.read_text() == done_rows
+
+
+@pytest.mark.ray
+def test_a_sweep_on_unlabelled_data_selects_without_labels(
+    ray_session: None, unlabelled: Path, tmp_path: Path
+) -> None:
+    """A black box (every label -1): a small augmentation ablation runs with the default
+    metric, each trial's best value is the metric of the checkpoint it kept, the probe is
+    skipped (no metric), and the row without phi_shift is marked a no-op."""
+    config = resolve_config("debug", overrides=_overrides(tmp_path, "augment.pipeline=[rotate]"))
+    space = space_from_dict(
+        {"params": {"augment.pipeline": {"grid": [["rotate", "phi_shift"], ["rotate"]]}}},
+        config,
+        name="ablation",
+    )
+    result = sweep(config, space, unlabelled, "blind")
+
+    assert result.complete
+    assert result.metric == "val_align_uniform"
+    summary = result.summary
+    assert set(summary["status"]) == {"complete"}
+    assert set(summary["note"]) == {
+        "all augmentations",
+        "without phi_shift (no-op: inputs invariant to it)",
+    }
+    client = _client(tmp_path)
+    for child in _runs(client, "trial"):
+        row = summary[summary["mlflow_run_id"] == child.info.run_id].iloc[0]
+        kept = int(child.data.metrics["best_epoch"])
+        history = client.get_metric_history(child.info.run_id, "val_align_uniform")
+        assert row["best_val_align_uniform"] == pytest.approx(
+            {int(m.step): m.value for m in history}[kept]
+        )
+        assert "val_probe_auc" not in child.data.metrics  # no labels, no probe
+        params = child.data.params
+        assert params["composition.pretrain.train.signal"] == "0"
+        assert params["composition.pretrain.train.background"] == "0"
+        assert int(params["composition.pretrain.train.unlabelled"]) > 0
+        assert child.data.metrics["augment_input_changed/rotate"] > 0.9
+        if "phi_shift" in json.loads(row["augment.pipeline"]):
+            assert child.data.metrics["augment_changed/phi_shift"] > 0.9
+            assert child.data.metrics["augment_input_changed/phi_shift"] == 0.0

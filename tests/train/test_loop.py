@@ -145,10 +145,17 @@ def test_validation_reports_losses_and_probe_events() -> None:
     generator = torch.Generator().manual_seed(0)
     probe_keys = torch.arange(20)
     metrics, probe = validate(trainer, batches, generator, probe_keys=probe_keys)
-    assert set(metrics) == {"val_loss", "val_alignment", "val_uniformity", "val_view_retrieval"}
+    assert set(metrics) == {
+        "val_loss",
+        "val_alignment",
+        "val_uniformity",
+        "val_view_retrieval",
+        "val_align_uniform",
+    }
     assert metrics["val_alignment"] == pytest.approx(0.0, abs=1e-9)  # no augmentation: same views
     assert metrics["val_uniformity"] < 0
     assert metrics["val_view_retrieval"] == pytest.approx(1.0)  # identical views find each other
+    assert metrics["val_align_uniform"] < 0  # no misalignment, some spread
     assert probe["h"].shape == (20, config.model.latent_dim)
     assert probe["key"].tolist() == list(range(20))
     # The loss can be restricted to some events (a run's composition), the probe to others.
@@ -169,6 +176,30 @@ def test_view_retrieval_counts_nearest_views_in_fixed_groups() -> None:
     assert correct == total
     correct, total = view_retrieval([(z1, torch.randn(z1.shape, generator=generator))])
     assert correct / total < 0.05  # unrelated views: chance is 1 / 256
+
+
+def test_align_uniform_rewards_spread_and_aligned_views() -> None:
+    """What retrieval misses: views that coincide but crowd every event into one corner score
+    worse than spread-out events with slightly noisy views; unrelated views score worst of the
+    spread ones. Values are per group of fixed size, whatever the batches."""
+    from distributed_clr.train.validation import RETRIEVAL_GROUP, align_uniform, view_retrieval
+
+    generator = torch.Generator().manual_seed(0)
+    n = 2 * RETRIEVAL_GROUP
+
+    def score(z1: torch.Tensor, z2: torch.Tensor) -> float:
+        total, groups = align_uniform([(z1, z2)])
+        assert groups == 2
+        return total / groups
+
+    spread = torch.randn(n, 16, generator=generator)
+    noisy = spread + 0.1 * torch.randn(n, 16, generator=generator)
+    crowded = torch.ones(n, 16) + 0.05 * torch.randn(n, 16, generator=generator)
+    assert view_retrieval([(crowded, crowded)])[0] == n  # retrieval cannot tell them apart
+    assert score(spread, noisy) < score(crowded, crowded) - 1.0
+    assert score(spread, noisy) < score(spread, torch.randn(n, 16, generator=generator))
+    halves = align_uniform([(spread[:100], noisy[:100]), (spread[100:], noisy[100:])])
+    assert halves == pytest.approx(align_uniform([(spread, noisy)]))  # batches do not matter
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:

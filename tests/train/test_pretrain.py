@@ -80,14 +80,14 @@ def test_pretrain_learns_and_records_everything(
     assert result.epochs == 4
     assert not result.stopped_early
 
-    # Checkpoints: the best 2 by the selection metric (the label-free view retrieval) plus the
-    # latest survive; the kept best is the epoch with the highest value.
-    assert result.selection_metric == "val_view_retrieval"
+    # Checkpoints: the best 2 by the selection metric (the label-free alignment + uniformity)
+    # plus the latest survive; the kept best is the epoch with the lowest value.
+    assert result.selection_metric == "val_align_uniform"
     best = load_checkpoint(result.best_checkpoint)
-    retrieval = {int(h["epoch"]): h["val_view_retrieval"] for h in result.history}
-    assert best["train_state"].history[-1]["val_view_retrieval"] == max(retrieval.values())
+    geometry = {int(h["epoch"]): h["val_align_uniform"] for h in result.history}
+    assert best["train_state"].history[-1]["val_align_uniform"] == min(geometry.values())
     assert best["train_state"].epoch == result.best_epoch
-    assert result.best_value == max(retrieval.values())
+    assert result.best_value == min(geometry.values())
     assert best["config"].prepare.num_constituents == 16  # taken from the data
     kept = sorted(p.name for p in Path(result.storage).glob("epoch_*"))
     assert 2 <= len(kept) <= 3
@@ -113,11 +113,15 @@ def test_pretrain_learns_and_records_everything(
         "val_alignment",
         "val_uniformity",
         "val_view_retrieval",
+        "val_align_uniform",
         "lr",
         "events_per_s",
     ):
         assert _steps(client, result.mlflow_run_id, key) == [0, 1, 2, 3], key
     assert 0.0 <= run.data.metrics["val_probe_auc"] <= 1.0
+    for name in config.augment.pipeline:  # each augmentation's measured effect
+        assert 0.5 < run.data.metrics[f"augment_changed/{name}"] <= 1.0, name
+        assert f"augment_input_changed/{name}" in run.data.metrics, name
     artifacts = _artifacts(client, result.mlflow_run_id)
     for expected in (
         "config.yaml",
@@ -146,6 +150,31 @@ def test_pretrain_learns_and_records_everything(
     assert again.mlflow_run_id == result.mlflow_run_id
     assert again.epochs == 4
     assert _steps(client, result.mlflow_run_id) == [0, 1, 2, 3]
+
+
+@pytest.mark.ray
+def test_background_only_pretraining_records_its_composition(
+    ray_session: None, prepared: Path, tmp_path: Path
+) -> None:
+    """``sample.pretrain.signal=0``: no signal event is trained or validated on, and the
+    realised counts are MLflow params and part of the result."""
+    config = _config(tmp_path, "train.epochs=1", "sample.pretrain.signal=0")
+    result = pretrain(config, prepared, "background_only", log_embeddings=False)
+
+    splits = json.loads((prepared / "manifest.json").read_text())["summary"]["splits"]
+    train, val = result.composition["train"], result.composition["val"]
+    assert train["signal"] == 0
+    assert val["signal"] == 0
+    assert 0 < train["events"] == train["background"] < splits["train"]
+    params = _client(tmp_path).get_run(result.mlflow_run_id).data.params
+    assert params["composition.pretrain.train.signal"] == "0"
+    assert params["composition.pretrain.val.signal"] == "0"
+    assert params["composition.pretrain.train.background"] == str(train["background"])
+    assert params["sample.pretrain.signal"] == "0"
+    # the probe is a diagnostic on a fixed balanced subset, whatever the training composition
+    probe = result.composition["probe"]
+    assert probe["signal"] > 0
+    assert probe["background"] > 0
 
 
 @pytest.mark.ray
