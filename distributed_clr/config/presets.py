@@ -75,32 +75,31 @@ def paper_lhco_cwola() -> RunConfig:
 
 def search() -> RunConfig:
     """An m_jj-blind CWoLa bump hunt on generated dijets, sized for a 2-core machine (about
-    an hour): 24,000 QCD events (and a W' signal to inject, generated separately), encoder
-    inputs in the jet frame, pretrained on background only, the event_frame and high-level
-    feature sets next to the latent space, and W' injections of 0 to 3,000 events with 3
-    seeds each. With 0 injected it is the closure test: no cut may make a bump."""
-    return RunConfig(
-        generate=GenerateConfig(events=24_000, shards=8),
-        prepare=PrepareConfig(num_constituents=30),
-        model=ModelConfig(latent_dim=32, depth=2, heads=4, inputs="jet_frame"),
-        loss=LossConfig(temperature=0.2),
-        train=TrainConfig(
-            epochs=10,
-            batch_size=256,
-            optimizer=OptimizerConfig(name="adam", lr=1e-3),
-            schedule=ScheduleConfig(name="cosine", warmup_epochs=1),
-            early_stopping_patience=5,
-        ),
-        evaluate=EvaluateConfig(
-            repeats=3,
-            feature_sets=["latent", "event_frame", "highlevel"],
-            bumphunt=BumpHuntConfig(),
-        ),
-        sample=SampleConfig(
-            pretrain=RoleSample(signal=0),
-            bumphunt=BumpHuntSample(signal=[0, 300, 1000, 3000]),
-        ),
-        ray=RayConfig(num_workers=2),
+    an hour): ``demo``'s encoder and training, on 24,000 QCD events (and a W' signal to inject,
+    generated separately), encoder inputs in the jet frame, pretrained on background only, the
+    event_frame and high-level feature sets next to the latent space, and W' injections of 0 to
+    3,000 events with 3 seeds each. With 0 injected it is the closure test: no cut may make a
+    bump."""
+    base = demo()
+    return base.model_copy(
+        update={
+            "generate": base.generate.model_copy(update={"events": 24_000, "shards": 8}),
+            "model": base.model.model_copy(update={"inputs": "jet_frame"}),
+            "train": base.train.model_copy(update={"batch_size": 256}),
+            "evaluate": base.evaluate.model_copy(
+                update={
+                    "feature_sets": ["latent", "event_frame", "highlevel"],
+                    "cwola": CWoLaConfig(),
+                    "bumphunt": BumpHuntConfig(),
+                }
+            ),
+            "sample": base.sample.model_copy(
+                update={
+                    "pretrain": RoleSample(signal=0),
+                    "bumphunt": BumpHuntSample(signal=[0, 300, 1000, 3000]),
+                }
+            ),
+        }
     )
 
 
@@ -158,11 +157,12 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
 
 
 def get_preset(name: str) -> RunConfig:
-    """A fresh copy of the named preset."""
+    """A fresh copy of the named preset, validated again (presets derived by ``model_copy``
+    skip pydantic's validators until here)."""
     try:
         factory = PRESETS[name]
     except KeyError:
         raise ConfigError(
             f"unknown preset '{name}'; available presets: {', '.join(sorted(PRESETS))}"
         ) from None
-    return factory()
+    return RunConfig.model_validate(factory().model_dump())
