@@ -11,6 +11,8 @@ A checkpoint is a directory:
 * ``metrics.json`` -- the epoch's metrics.
 
 ``load_model(path)`` rebuilds the trained model from a checkpoint directory alone.
+``save_initial(directory, config)`` writes the weights a run of ``config`` starts from (epoch -1,
+no optimiser state): the untrained baseline every latent-space result is compared with.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "load_model",
     "restore_rng",
     "save_checkpoint",
+    "save_initial",
     "unwrap",
 ]
 
@@ -119,7 +122,6 @@ def save_checkpoint(
     rng: list[dict[str, Any]],
 ) -> Path:
     """Write a checkpoint into ``directory`` (created); each file lands atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
     payload = {
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -127,13 +129,40 @@ def save_checkpoint(
         "train_state": asdict(state),
         "rng": rng,
     }
+    return _write(directory, payload, config, state.history[-1] if state.history else {})
+
+
+def save_initial(directory: Path, config: RunConfig) -> Path:
+    """Write the untrained model of ``config`` as a checkpoint in ``directory``.
+
+    The weights are exactly those a pretraining run of ``config`` starts from (every rank seeds
+    torch with ``train.seed`` before building the model), so the trained and the untrained
+    encoder of one config differ only by training. The global RNG is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        model = build_model(config.model, config.prepare.num_constituents)
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": {},
+        "scheduler": {},
+        "train_state": asdict(TrainState(selection_metric=config.train.selection_metric)),
+        "rng": [],
+    }
+    return _write(directory, payload, config, {"epoch": -1})
+
+
+def _write(
+    directory: Path, payload: dict[str, Any], config: RunConfig, metrics: dict[str, Any]
+) -> Path:
+    """The checkpoint files in ``directory`` (created), each landing atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write_bytes(directory / STATE_FILE, buffer.getvalue())
     atomic_write_text(directory / CONFIG_FILE, json.dumps(config.model_dump(mode="json"), indent=1))
     atomic_write_text(directory / "config.yaml", to_yaml(config))
-    last = state.history[-1] if state.history else {}
-    atomic_write_text(directory / "metrics.json", json.dumps(last, indent=1))
+    atomic_write_text(directory / "metrics.json", json.dumps(metrics, indent=1))
     return directory
 
 

@@ -19,8 +19,12 @@ __all__ = ["add_parsers"]
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from distributed_clr.train import pretrain
+    from distributed_clr.train import pretrain, untrained
 
+    if args.untrained is not None:
+        path = untrained(config_from(args), args.data, args.untrained)
+        sys.stdout.write(f"untrained encoder (the run's initial weights): {path}\n")
+        return 0
     result = pretrain(config_from(args), args.data, args.run_name)
     best = next((h for h in result.history if int(h["epoch"]) == result.best_epoch), {})
     probe = best.get("val_probe_auc", float("nan"))
@@ -77,6 +81,13 @@ def add_parsers(commands: Any) -> None:
     )
     pre.add_argument("--data", type=Path, required=True, help="prepared dijet dataset")
     pre.add_argument("--run-name", help="name of the run (Ray storage and MLflow); default: new")
+    pre.add_argument(
+        "--untrained",
+        type=Path,
+        metavar="DIR",
+        help="train nothing: write the weights this run would start from as a checkpoint in DIR "
+        "(the untrained baseline; embed it with dclr embed --checkpoint DIR)",
+    )
     add_scaling_flags(pre, "one GPU per worker, nccl")
     add_config_options(pre)
     pre.set_defaults(handler=_cmd_pretrain)

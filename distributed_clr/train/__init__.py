@@ -7,7 +7,7 @@ the validation pass and linear probe, ``feed.py`` the data, ``checkpointing.py``
 leaves, ``plan.py`` names, errors and epoch sizes, ``optim.py`` the optimisers and schedules.
 """
 
-from distributed_clr.train.driver import pretrain
+from distributed_clr.train.driver import pretrain, untrained
 from distributed_clr.train.plan import (
     PlanError,
     PretrainError,
@@ -23,4 +23,5 @@ __all__ = [
     "check_run_name",
     "plan_epoch",
     "pretrain",
+    "untrained",
 ]

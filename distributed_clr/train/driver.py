@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from distributed_clr.augment import Effect
+from distributed_clr.checkpoint import save_initial
 from distributed_clr.config.load import RESUMABLE_CHANGES, to_flat_dict, to_yaml
 from distributed_clr.config.schema import SELECTION_MODES, RunConfig
 from distributed_clr.runtime import init_ray, join, storage_root, units_that_fit
@@ -45,7 +46,7 @@ from distributed_clr.train.worker import SPEC_KEY, WorkerSpec, train_loop_per_wo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["augment_effects", "effect_metrics", "pretrain"]
+__all__ = ["augment_effects", "effect_metrics", "pretrain", "untrained"]
 
 
 def pretrain(
@@ -134,6 +135,18 @@ def pretrain(
         run.mark_complete()
     run.finish("FINISHED")
     return _with_samples(result, samples)
+
+
+def untrained(config: RunConfig, data: str | Path, directory: str | Path) -> Path:
+    """Write the encoder ``pretrain(config, data)`` would start from, untrained, as a checkpoint
+    in ``directory``: the baseline that shows what training adds (``checkpoint.save_initial``).
+    The model is sized from the data's prepare settings, as in ``pretrain``."""
+    data = Path(data).resolve()
+    manifest = require_complete(data, "dijet")
+    config = config_for_data(config, manifest.config["prepare"])
+    path = save_initial(Path(directory), config)
+    log.info("untrained encoder (train.seed %d) written to %s", config.train.seed, path)
+    return path
 
 
 EFFECT_EVENTS = 1024
