@@ -63,6 +63,9 @@ def test_paper_preset_holds_the_seed_paper_settings() -> None:
     cwola = get_preset("paper_lhco_cwola")
     assert cwola.sample.pretrain.signal == 0  # a background-only encoder for CWoLa
     assert cwola.model_copy(update={"sample": c.sample}) == c  # nothing else differs
+    reference = get_preset("paper_lhco_reference")
+    assert (reference.model.name, reference.model.inputs) == ("reference", "paper")
+    assert reference.model_copy(update={"model": c.model}) == c
 
 
 def test_search_preset_is_mjj_blind_and_background_only() -> None:

@@ -32,8 +32,13 @@ centroid of ``geometry.jet_frame``. The jet's absolute phi is left out: it carri
   other jet, wrapped and divided by pi. The jets' rapidity gap is left out on purpose: with
   the pT thresholds of the selection it is correlated with m_jj (a bump hunt would see it).
 
+* ``paper``: the seed paper's inputs, for the reference encoder (``models/reference.py``):
+  per constituent pT / ``pt_scale`` (100 GeV: a fixed constant where the paper divides by a tenth
+  of the batch's largest constituent pT), its absolute eta, and its phi measured from the first
+  jet's axis (wrapped). No per-jet quantity is added: a constituent's jet is not an input.
+
 Invariances by construction (an augmentation in ``INVARIANT`` changes the input events but
-not the encoder's features, so leaving it out of an ablation changes nothing): both frames are
+not the encoder's features, so leaving it out of an ablation changes nothing): every frame is
 invariant under ``phi_shift``; ``jet_frame`` also under ``eta_shift``.
 """
 
@@ -46,17 +51,19 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from distributed_clr.augment.geometry import jet_frame, to_planes, wrap_phi
+from distributed_clr.augment.geometry import axis_of, jet_frame, to_planes, wrap_phi
 
-Frame = Literal["absolute", "jet_frame"]
+Frame = Literal["absolute", "jet_frame", "paper"]
 FEATURES: dict[str, tuple[str, ...]] = {
     "absolute": ("log_pt", "log_pt_frac", "d_eta", "d_phi", "log_jet_pt", "jet_eta"),
     "jet_frame": ("log_pt_frac", "d_eta", "d_phi", "d_phi_jj"),
+    "paper": ("pt_scaled", "eta", "phi_from_jet1"),
 }
 """The encoder's input features per constituent, in order, for each frame."""
 INVARIANT: dict[str, frozenset[str]] = {
     "absolute": frozenset({"phi_shift"}),
     "jet_frame": frozenset({"phi_shift", "eta_shift"}),
+    "paper": frozenset({"phi_shift"}),
 }
 """Augmentations each frame's features cannot see (module docstring)."""
 FEATURE_NAMES = FEATURES["absolute"]
@@ -83,6 +90,8 @@ class Normalizer:
     log_jet_pt_shift: float = 7.0
     log_jet_pt_scale: float = 0.5
     jet_eta_scale: float = 1.5
+    pt_scale: float = 100.0
+    """[GeV] the ``paper`` frame's pT unit (``model.reference_pt_scale``)."""
 
     @property
     def num_features(self) -> int:
@@ -102,6 +111,12 @@ class Normalizer:
             mask: (B, 2, N) bool, True for real constituents.
         """
         pt, eta, phi, _, _ = to_planes(x, mask)
+        if self.frame == "paper":
+            _, phi_axis = axis_of(pt, eta, phi)
+            features = torch.stack(
+                (pt / self.pt_scale, eta, wrap_phi(phi - phi_axis[:, :1])), dim=-1
+            )
+            return torch.where(mask.unsqueeze(-1), features, 0.0)
         jet_px = (pt * torch.cos(phi)).sum(dim=-1, keepdim=True)
         jet_py = (pt * torch.sin(phi)).sum(dim=-1, keepdim=True)
         log_jet_pt = torch.log(torch.hypot(jet_px, jet_py).clamp_min(_TINY_PT))  # (B, 2, 1)

@@ -59,13 +59,19 @@ class AugmentConfig(Section):
 class ModelConfig(Section):
     """The encoder and its projection head."""
 
-    name: Literal["transformer", "mlp"] = "transformer"
-    """Encoder architecture."""
-    inputs: Literal["absolute", "jet_frame"] = "absolute"
+    name: Literal["transformer", "mlp", "reference"] = "transformer"
+    """Encoder architecture: our transformer, an MLP on the flattened inputs, or 'reference',
+    the seed paper's encoder rebuilt from its description (``models/reference.py``)."""
+    inputs: Literal["absolute", "jet_frame", "paper"] = "absolute"
     """The encoder's input features (``augment/normalize.py``): 'absolute' includes each jet's
     pT and eta, from which m_jj can be rebuilt; 'jet_frame' keeps only what does not fix the
     jets' momenta (pT fractions and positions within each jet, the jets' azimuthal gap): the
-    choice for a bump hunt in m_jj."""
+    choice for a bump hunt in m_jj; 'paper' is the seed paper's (pT / reference_pt_scale,
+    eta, phi from the first jet's axis)."""
+    reference_pt_scale: PositiveFloat = 100.0
+    """[GeV] pT divided by this is the 'paper' inputs' pT and the reference encoder's
+    attention and pooling weight (the paper divides by a tenth of the batch's largest
+    constituent pT, about 1 TeV on these jets)."""
     latent_dim: Annotated[int, Field(ge=4, le=512)] = 128
     """Size of the representation space."""
     width: PositiveInt | None = None
@@ -90,7 +96,7 @@ class ModelConfig(Section):
     @model_validator(mode="after")
     def _heads_divide_width(self) -> Self:
         width = self.width or self.latent_dim
-        if self.name == "transformer" and width % self.heads:
+        if self.name in ("transformer", "reference") and width % self.heads:
             raise ValueError(
                 f"heads ({self.heads}) must divide the transformer width ({width}); "
                 f"choose heads among {[h for h in range(1, width + 1) if width % h == 0][:8]}"

@@ -2,9 +2,9 @@
 
 ``debug`` is the tiny configuration shared by tests and CI; ``demo`` is what ``make demo`` runs on
 a 2-core laptop; ``paper_lhco`` holds the settings of the seed paper (Dillon, Mastandrea, Nachman
-2023) on the LHC Olympics R&D dijets, and ``paper_lhco_cwola`` its background-only encoder for
-the weakly supervised scans; ``search`` is an m_jj-blind bump hunt on generated data (the
-closure and injection study of the README).
+2023) on the LHC Olympics R&D dijets, ``paper_lhco_cwola`` its background-only encoder for the
+weakly supervised scans and ``paper_lhco_reference`` its own encoder rebuilt; ``search`` is an
+m_jj-blind bump hunt on generated data (the closure and injection study of the README).
 """
 
 from __future__ import annotations
@@ -70,6 +70,15 @@ def paper_lhco_cwola() -> RunConfig:
         update={
             "sample": config.sample.model_copy(update={"pretrain": RoleSample(signal=0)}),
         }
+    )
+
+
+def paper_lhco_reference() -> RunConfig:
+    """``paper_lhco`` with the paper's own encoder and inputs rebuilt (``models/reference.py``):
+    the reference our encoder has to beat on the same data."""
+    config = paper_lhco()
+    return config.model_copy(
+        update={"model": config.model.model_copy(update={"name": "reference", "inputs": "paper"})}
     )
 
 
@@ -152,6 +161,7 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "demo": demo,
     "paper_lhco": paper_lhco,
     "paper_lhco_cwola": paper_lhco_cwola,
+    "paper_lhco_reference": paper_lhco_reference,
     "search": search,
 }
 

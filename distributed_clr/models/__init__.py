@@ -11,6 +11,7 @@ from torch import nn
 from distributed_clr.config.schema import ModelConfig
 from distributed_clr.models.heads import ProjectionHead
 from distributed_clr.models.mlp import MLPEncoder
+from distributed_clr.models.reference import ReferenceEncoder
 from distributed_clr.models.transformer import NUM_JETS, TransformerEncoder
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Features",
     "MLPEncoder",
     "ProjectionHead",
+    "ReferenceEncoder",
     "TransformerEncoder",
     "build_encoder",
     "build_model",
@@ -43,9 +45,15 @@ def _mlp(config: ModelConfig, in_features: int, slots: int) -> nn.Module:
     return MLPEncoder(config, in_features, slots)
 
 
+def _reference(config: ModelConfig, in_features: int, slots: int) -> nn.Module:
+    del slots
+    return ReferenceEncoder(config, in_features)
+
+
 ENCODERS: dict[str, Callable[[ModelConfig, int, int], nn.Module]] = {
     "transformer": _transformer,
     "mlp": _mlp,
+    "reference": _reference,
 }
 
 
@@ -92,4 +100,5 @@ def build_model(config: ModelConfig, constituents_per_jet: int) -> ContrastiveMo
     ``config.name``, and the projection head (the one place that builds it)."""
     from distributed_clr.augment.normalize import Normalizer
 
-    return ContrastiveModel(config, Normalizer(frame=config.inputs), constituents_per_jet)
+    features = Normalizer(frame=config.inputs, pt_scale=config.reference_pt_scale)
+    return ContrastiveModel(config, features, constituents_per_jet)

@@ -501,12 +501,12 @@ def test_normalised_features_are_phi_invariant() -> None:
 
 def test_effects_measure_each_augmentation_and_match_the_declared_invariances() -> None:
     from distributed_clr.augment import Normalizer, effects
-    from distributed_clr.augment.normalize import INVARIANT
+    from distributed_clr.augment.normalize import FEATURES, INVARIANT
 
     x, mask = toy_dijets(256, slots=40, seed=5)
     names = list(get_args(AugmentationName))
     config = AugmentConfig(pipeline=names, eta_shift_max=1.0)
-    for frame in ("absolute", "jet_frame"):
+    for frame in FEATURES:
         measured = effects(
             Augmenter(config), Normalizer(frame=frame), x, mask, torch.Generator().manual_seed(1)
         )

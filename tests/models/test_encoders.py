@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from distributed_clr.config import ModelConfig
-from distributed_clr.models import ContrastiveModel, MLPEncoder, TransformerEncoder
+from distributed_clr.models import (
+    ContrastiveModel,
+    MLPEncoder,
+    ReferenceEncoder,
+    TransformerEncoder,
+)
 
 
 def _event(b: int = 4, n: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,3 +140,67 @@ def test_model_with_the_package_normalizer_and_augmented_views() -> None:
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def _reference() -> ReferenceEncoder:
+    torch.manual_seed(0)
+    config = ModelConfig(name="reference", latent_dim=16, heads=4, depth=2, dropout=0.0)
+    return ReferenceEncoder(config, in_features=3).eval()
+
+
+def test_reference_encoder_is_permutation_and_padding_invariant() -> None:
+    encoder = _reference()
+    x, mask = _event()
+    base = encoder(_features(x, mask), mask, x[..., 0])
+    perm = torch.randperm(x.shape[2], generator=torch.Generator().manual_seed(1))
+    xp, mp = x[:, :, perm], mask[:, :, perm]
+    torch.testing.assert_close(encoder(_features(xp, mp), mp, xp[..., 0]), base)
+    xp = torch.cat([x, torch.zeros(x.shape[0], 2, 7, 3)], dim=2)
+    mp = torch.cat([mask, torch.zeros(x.shape[0], 2, 7, dtype=torch.bool)], dim=2)
+    torch.testing.assert_close(encoder(_features(xp, mp), mp, xp[..., 0]), base)
+
+
+def test_reference_encoder_soft_mask_and_sum_pooling() -> None:
+    """The paper's soft mask: attention to a key falls with exp(-1 / pT_rescaled), so a soft
+    constituent barely moves the others; its own pooled term is weighted by its pT."""
+    encoder = _reference()
+    x, mask = _event(b=1, n=10)
+    mask[0, :, -1] = False
+    x = x * mask.unsqueeze(-1)
+    base = encoder(_features(x, mask), mask, x[..., 0])
+
+    def with_extra(pt: float) -> torch.Tensor:
+        xs, ms = x.clone(), mask.clone()
+        xs[0, 0, -1] = torch.tensor([pt, 0.3, -0.2])
+        ms[0, 0, -1] = True
+        return encoder(_features(xs, ms), ms, xs[..., 0])
+
+    soft = (with_extra(1e-3) - base).abs().max()
+    hard = (with_extra(80.0) - base).abs().max()
+    assert soft < 1e-4 * hard
+    # Sum pooling, not a weighted mean: doubling every pT doubles the weights of the sum.
+    doubled = x.clone()
+    doubled[..., 0] *= 2
+    assert not torch.allclose(encoder(_features(x, mask), mask, doubled[..., 0]), base)
+
+
+def test_reference_model_with_paper_inputs() -> None:
+    """The 'paper' inputs: pT / scale, eta, phi from the first jet's axis; a common phi
+    rotation of the event changes nothing."""
+    from distributed_clr.augment.normalize import Normalizer
+
+    x, mask = _event(b=3, n=12)
+    features = Normalizer(frame="paper", pt_scale=100.0)(x, mask)
+    torch.testing.assert_close(features[..., 0], x[..., 0] / 100.0)
+    torch.testing.assert_close(features[..., 1], x[..., 1])
+    turned = x.clone()
+    turned[..., 2] = torch.remainder(x[..., 2] + 1.0 + torch.pi, 2 * torch.pi) - torch.pi
+    turned = turned * mask.unsqueeze(-1)
+    torch.testing.assert_close(Normalizer(frame="paper")(turned, mask), features, atol=1e-5, rtol=0)
+
+    from distributed_clr.models import build_model
+
+    config = ModelConfig(name="reference", inputs="paper", latent_dim=16, heads=4, dropout=0.0)
+    model = build_model(config, constituents_per_jet=12).eval()
+    assert isinstance(model.encoder, ReferenceEncoder)
+    assert model.represent(x, mask).shape == (3, 16)

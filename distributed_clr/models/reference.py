@@ -1,0 +1,70 @@
+"""The seed paper's encoder, rebuilt from its description as the reference to beat.
+
+Dillon, Mastandrea and Nachman (2023) embed each constituent of the two jets with one linear
+layer, run stock post-norm transformer layers (ReLU, feed-forward size = width) over all of
+them, and pool by summing the outputs weighted by the constituents' rescaled pT. Their
+attention adds -1 / pT_rescaled to the logit of every key, so a constituent of pT_rescaled ->
+0 (padding included) is never attended to; that is their soft mask. This module does the same
+with ``torch.nn.TransformerEncoderLayer``; nothing of our own encoder (``transformer.py``:
+pre-norm blocks, jet-identity embedding, normalised pT-weighted attention and pooling) is
+used, so the benchmark compares two independent implementations.
+
+One difference, on purpose: the paper rescales pT by a tenth of the largest constituent pT in
+the training batch; here it is divided by a fixed ``model.reference_pt_scale`` (100 GeV by
+default, the same magnitude for these jets), so that an event's representation does not depend
+on the batch it was in. The representation after the first head layer (``representation:
+head1``) is the paper's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from distributed_clr.config.schema import ModelConfig
+
+NUM_JETS = 2
+
+
+class ReferenceEncoder(nn.Module):
+    """features (B, 2, N, F), mask (B, 2, N), weights = pT [GeV] (B, 2, N) -> (B, latent_dim)."""
+
+    def __init__(self, config: ModelConfig, in_features: int) -> None:
+        super().__init__()
+        width = config.width or config.latent_dim
+        self.heads = config.heads
+        self.pt_scale = config.reference_pt_scale
+        self.embed = nn.Linear(in_features, width)
+        layer = nn.TransformerEncoderLayer(
+            width,
+            config.heads,
+            dim_feedforward=config.ff_dim or width,
+            dropout=config.dropout,
+            batch_first=True,
+        )
+        self.layers = nn.TransformerEncoder(layer, config.depth, enable_nested_tensor=False)
+        self.out = (
+            nn.Identity() if width == config.latent_dim else nn.Linear(width, config.latent_dim)
+        )
+
+    def forward(
+        self, features: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        b, jets, n, f = features.shape
+        if jets != NUM_JETS:
+            raise ValueError(
+                f"expected features of shape (B, 2, N, F), got {tuple(features.shape)}"
+            )
+        slots = jets * n
+        h = self.embed(features.reshape(b, slots, f))
+        mask = mask.reshape(b, slots)
+        pt = torch.where(mask, weights.reshape(b, slots).clamp_min(0) / self.pt_scale, 0.0)
+        tiny = torch.finfo(pt.dtype).tiny
+        bias = torch.where(mask, -1.0 / pt.clamp_min(tiny), -torch.inf)
+        # An event without constituents attends uniformly (its pooled output is zero anyway).
+        bias = torch.where(torch.isfinite(bias).any(dim=1, keepdim=True), bias, 0.0)
+        attn = bias[:, None, None, :].expand(b, self.heads, slots, slots)
+        h = self.layers(h, mask=attn.reshape(b * self.heads, slots, slots).to(h.dtype))
+        pooled = (h * pt.unsqueeze(-1).to(h.dtype)).sum(dim=1)
+        out: torch.Tensor = self.out(pooled)
+        return out
