@@ -53,6 +53,7 @@ from typing import Any
 
 from distributed_clr.checkpoint import load_checkpoint
 from distributed_clr.config import RunConfig, apply_overrides, get_preset, to_flat_dict
+from distributed_clr.config.schema import Representation
 from distributed_clr.data.generate import generate
 from distributed_clr.data.prepare import prepare
 from distributed_clr.embed import embed
@@ -81,6 +82,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--qcd-events", type=int, default=24_000, help="QCD events to generate")
     parser.add_argument("--signal-events", type=int, default=16_000, help="W' events to generate")
     parser.add_argument("--seed", type=int, default=31, help="generation seed (signal: seed+1)")
+    parser.add_argument(
+        "--representation",
+        choices=["encoder", "head1", "head"],
+        help="the layer embedded for the latent rows (default: the config's model.representation)",
+    )
     parser.add_argument(
         "--curve-epochs",
         default="all",
@@ -140,8 +146,11 @@ def _scores(summary: dict[str, Any], feature_set: str) -> dict[str, dict[str, fl
 class Bench:
     """One configuration's benchmark under ``<out>/<name>``."""
 
-    def __init__(self, config: RunConfig, data: Path, out: Path) -> None:
+    def __init__(
+        self, config: RunConfig, data: Path, out: Path, representation: Representation | None
+    ) -> None:
         self.config, self.data, self.out = config, data, out
+        self.representation = representation
         self.timings: dict[str, float] = {}
 
     def _timed(self, label: str, start: float) -> None:
@@ -153,7 +162,12 @@ class Bench:
         """Embed the train and test splits with ``checkpoint`` and classify them."""
         start = time.perf_counter()
         embed(
-            checkpoint, self.data, where / "embeddings", self.config.ray, splits=["train", "test"]
+            checkpoint,
+            self.data,
+            where / "embeddings",
+            self.config.ray,
+            splits=["train", "test"],
+            representation=self.representation,
         )
         self._timed("embed", start)
         start = time.perf_counter()
@@ -206,7 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data = _dataset(args, config)
     data_seconds = time.perf_counter() - start
     out = args.out / args.name
-    bench = Bench(config, data, out)
+    bench = Bench(config, data, out, args.representation)
 
     trained = bench.pretrain(config, "full")
     run_id = trained.mlflow_run_id
@@ -214,6 +228,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "config_digest": _digest(config),
         "preset": args.preset,
         "overrides": args.set,
+        "representation": args.representation or config.model.representation,
         "data": str(data),
         "composition": trained.composition,
         "kept_epoch": trained.best_epoch + 1,

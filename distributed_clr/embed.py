@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import torch
 
 from distributed_clr.checkpoint import STATE_FILE, load_model
-from distributed_clr.config.schema import RayConfig
+from distributed_clr.config.schema import REPRESENTATIONS, RayConfig, Representation
 from distributed_clr.crashpoints import crash_point
 from distributed_clr.errors import UserError
 from distributed_clr.models import ContrastiveModel
@@ -62,10 +62,18 @@ def output_name(input_file: str) -> str:
 class Embedder:
     """Holds a trained model once and embeds prepared dijets with it (a Ray actor's state)."""
 
-    def __init__(self, checkpoint: str, device: str = "cpu", chunk: int = 4096) -> None:
+    def __init__(
+        self,
+        checkpoint: str,
+        device: str = "cpu",
+        chunk: int = 4096,
+        representation: Representation | None = None,
+    ) -> None:
         self.device = torch.device(device)
         model, _ = load_model(checkpoint, self.device)
         self.model = typing.cast("ContrastiveModel", model)
+        if representation is not None:
+            self.model.representation = representation
         self.chunk = chunk
 
     @torch.no_grad()
@@ -107,10 +115,13 @@ class Embedder:
         }
 
 
-def _identity(checkpoint: Path, data_manifest: Manifest, splits: Sequence[str]) -> dict[str, Any]:
+def _identity(
+    checkpoint: Path, data_manifest: Manifest, splits: Sequence[str], representation: str
+) -> dict[str, Any]:
     return {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha256_file(checkpoint / STATE_FILE),
+        "representation": representation,
         "data": data_manifest.config,
         "data_shards": [s.sha256 for s in sorted(data_manifest.shards, key=lambda s: s.file)],
         "splits": list(splits),
@@ -126,17 +137,29 @@ def embed(
     splits: Sequence[str] | None = None,
     actors: int | None = None,
     verify: VerifyLevel = "sha256",
+    representation: Representation | None = None,
 ) -> Manifest:
-    """Embed ``splits`` (default all) of the prepared dataset ``data`` with ``checkpoint``."""
+    """Embed ``splits`` (default all) of the prepared dataset ``data`` with ``checkpoint``.
+
+    ``representation`` ('encoder', 'head1' or 'head') overrides the checkpoint's
+    ``model.representation``: which layer's output is the embedding. It is part of the output's
+    identity (a rerun with another one is refused)."""
     checkpoint, data, out = Path(checkpoint).resolve(), Path(data).resolve(), Path(out)
-    load_model(checkpoint)  # a clear error now, not in a Ray actor later
+    _, config = load_model(checkpoint)  # a clear error now, not in a Ray actor later
+    if representation is not None and representation not in REPRESENTATIONS:
+        raise UserError(
+            f"representation must be one of {', '.join(REPRESENTATIONS)}, got '{representation}'"
+        )
+    layer = representation or config.model.representation
     chosen = check_splits(splits if splits is not None else SPLITS)
     data_manifest = require_complete(data, "dijet")
     verify_shards(data, data_manifest, verify)
     available = data_manifest.summary.get("splits", {})
     if not any(available.get(s, 0) for s in chosen):
         raise DatasetError(f"{data} has no events in split(s) {', '.join(chosen)}")
-    manifest = resume_or_start(out, "embedding", _identity(checkpoint, data_manifest, chosen))
+    manifest = resume_or_start(
+        out, "embedding", _identity(checkpoint, data_manifest, chosen, layer)
+    )
     if manifest.complete:
         log.info("reusing the embeddings in %s", out)
         return manifest
@@ -149,7 +172,9 @@ def embed(
     ]
     crash_point("stage-started", str(out))
     if pending:
-        _embed_shards(checkpoint, data, out, ray_config, chosen, pending, manifest, actors)
+        _embed_shards(
+            checkpoint, data, out, ray_config, chosen, pending, manifest, actors, representation
+        )
     counts: Counter[str] = Counter()
     for shard in manifest.shards:
         counts.update(shard.stats["splits"])
@@ -173,6 +198,7 @@ def _embed_shards(
     pending: list[str],
     manifest: Manifest,
     actors: int | None,
+    representation: Representation | None,
 ) -> None:
     import ray
     from ray.util import ActorPool
@@ -185,7 +211,8 @@ def _embed_shards(
     size = actors or max(1, min(4, len(pending), int(free.get("GPU" if use_gpu else "CPU", 1))))
     actor = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(Embedder)
     handles: list[Any] = [
-        actor.remote(str(checkpoint), "cuda" if use_gpu else "cpu") for _ in range(size)
+        actor.remote(str(checkpoint), "cuda" if use_gpu else "cpu", representation=representation)
+        for _ in range(size)
     ]
     staging = staging_area(out)
     inputs: dict[str, Any] = manifest.summary["inputs"]

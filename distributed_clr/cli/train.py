@@ -14,6 +14,7 @@ from distributed_clr.cli.options import (
     config_from,
     override_flag,
 )
+from distributed_clr.config.schema import REPRESENTATIONS
 
 __all__ = ["add_parsers"]
 
@@ -61,6 +62,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         config.ray,
         splits=args.split or None,
         verify=config.data.verify,
+        representation=args.representation,
     )
     splits = ", ".join(f"{k} {v}" for k, v in manifest.summary["splits"].items())
     sys.stdout.write(
@@ -105,6 +107,11 @@ def add_parsers(commands: Any) -> None:
     emb.add_argument("--out", type=Path, required=True, help="output embedding dataset directory")
     emb.add_argument(
         "--split", action="append", choices=["train", "val", "test"], help="only these splits"
+    )
+    emb.add_argument(
+        "--representation",
+        choices=REPRESENTATIONS,
+        help="which layer's output to embed (default: the checkpoint's model.representation)",
     )
     override_flag(emb, "--gpu", key="ray.use_gpu", switch=True, help="run the model on GPUs")
     add_config_options(emb)

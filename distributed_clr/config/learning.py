@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
@@ -56,6 +56,11 @@ class AugmentConfig(Section):
 # model
 
 
+Representation = Literal["encoder", "head1", "head"]
+"""Which layer's output is the downstream representation."""
+REPRESENTATIONS: tuple[str, ...] = get_args(Representation)
+
+
 class ModelConfig(Section):
     """The encoder and its projection head."""
 
@@ -90,7 +95,7 @@ class ModelConfig(Section):
     """Hidden sizes of the MLP encoder."""
     head_dim: PositiveInt | None = None
     """Hidden size of the two-layer projection head; None uses latent_dim."""
-    representation: Literal["encoder", "head1", "head"] = "head1"
+    representation: Representation = "head1"
     """Representation used downstream: encoder output, after head layer 1, or head output."""
 
     @model_validator(mode="after")

@@ -31,6 +31,7 @@ from distributed_clr.config.evaluation import (
     TransBCConfig,
 )
 from distributed_clr.config.learning import (
+    REPRESENTATIONS,
     SELECTION_MODES,
     AugmentConfig,
     CheckpointConfig,
@@ -38,6 +39,7 @@ from distributed_clr.config.learning import (
     LossConfig,
     ModelConfig,
     OptimizerConfig,
+    Representation,
     ScheduleConfig,
     TrainConfig,
     TuneConfig,
@@ -57,6 +59,7 @@ __all__ = [
     "CLASSIFIERS",
     "FEATURE_SETS",
     "JET_AUGMENTATIONS",
+    "REPRESENTATIONS",
     "SELECTION_MODES",
     "AugmentConfig",
     "AugmentationName",
@@ -77,6 +80,7 @@ __all__ = [
     "OptimizerConfig",
     "PrepareConfig",
     "RayConfig",
+    "Representation",
     "RoleSample",
     "RunConfig",
     "SampleConfig",

@@ -54,3 +54,31 @@ def test_cli_untrained_needs_a_prepared_dataset(tmp_path: Path) -> None:
     args = ["pretrain", "--data", str(tmp_path / "absent"), "--untrained", str(tmp_path / "u")]
     assert main(args) == 2
     assert not (tmp_path / "u").exists()
+
+
+def test_embed_chooses_the_representation_and_records_it(prepared: Path, tmp_path: Path) -> None:
+    """``dclr embed --representation`` picks the layer; it is part of the output's identity."""
+    import json
+
+    import numpy as np
+
+    from distributed_clr.evaluate.inputs import load_inputs
+
+    checkpoint = tmp_path / "untrained"
+    base = ["--preset", "debug", "--set", "model.head_dim=12"]
+    assert main(["pretrain", "--data", str(prepared), "--untrained", str(checkpoint), *base]) == 0
+    outputs = {}
+    for layer in ("encoder", "head1"):
+        out = tmp_path / layer
+        args = ["embed", "--checkpoint", str(checkpoint), "--data", str(prepared)]
+        assert main([*args, "--out", str(out), "--split", "test", "--representation", layer]) == 0
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["config"]["representation"] == layer
+        outputs[layer] = load_inputs(out, None, ["latent"], ["test"]).features["latent"]
+    assert outputs["encoder"].shape[1] == 8  # latent_dim of the debug preset
+    assert outputs["head1"].shape[1] == 12
+    assert np.isfinite(outputs["head1"]).all()
+    # The same output directory with another layer is refused, and what is there is kept.
+    args = ["embed", "--checkpoint", str(checkpoint), "--data", str(prepared), "--split", "test"]
+    assert main([*args, "--out", str(tmp_path / "encoder"), "--representation", "head"]) == 2
+    assert json.loads((tmp_path / "encoder" / "manifest.json").read_text())["complete"]
