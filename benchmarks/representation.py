@@ -72,6 +72,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="working directory")
     parser.add_argument("--name", default="default", help="name of this configuration's results")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run nothing: print one row per configuration already measured under --out",
+    )
     parser.add_argument("--preset", default="demo", help="the run configuration to start from")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="config override"
@@ -401,11 +406,44 @@ def _plots(where: Path, results: dict[str, Any]) -> None:
         save_figure(fig, where / f"{curve}.png")
 
 
+def compare(out: Path) -> str:
+    """One row per configuration measured under ``out``: latent AUCs trained and untrained,
+    their gap, and the event-space and high-level references."""
+    header = (
+        f"{'name':14s} {'epochs':>6s} {'lat LCT':>8s} {'lat FCN':>8s} {'untr LCT':>8s} "
+        f"{'untr FCN':>8s} {'FCN gap':>8s} {'evt LCT':>8s} {'evt FCN':>8s} {'HL FCN':>8s}  settings"
+    )
+    lines = [header]
+    for path in sorted(out.glob("*/results.json"), key=lambda p: p.stat().st_mtime):
+        results = json.loads(path.read_text())
+        table = results["table"]
+
+        def auc(features: str, classifier: str, table: dict[str, Any] = table) -> float:
+            return float(table.get(features, {}).get(classifier, {}).get("auc", math.nan))
+
+        settings = " ".join(results.get("overrides", []))
+        if results.get("preset") != "demo":
+            settings = f"--preset {results.get('preset')} {settings}"
+        if results.get("representation") not in (None, "head1"):
+            settings += f" representation={results['representation']}"
+        lines.append(
+            f"{path.parent.name:14s} {len(results['history']):>6d} {auc('trained', 'lct'):8.3f} "
+            f"{auc('trained', 'fcn'):8.3f} {auc('untrained', 'lct'):8.3f} "
+            f"{auc('untrained', 'fcn'):8.3f} "
+            f"{auc('trained', 'fcn') - auc('untrained', 'fcn'):+8.3f} {auc('event', 'lct'):8.3f} "
+            f"{auc('event', 'fcn'):8.3f} {auc('highlevel', 'fcn'):8.3f}  {settings}"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
     args = _parse(argv)
+    if args.compare:
+        sys.stdout.write(compare(args.out))
+        return 0
     results = run(args)
     sys.stdout.write(report(results))
     return 0
