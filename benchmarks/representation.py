@@ -112,7 +112,9 @@ def _digest(config: RunConfig) -> str:
 
 
 def _dataset(args: argparse.Namespace, config: RunConfig) -> Path:
-    """The prepared dijets: ``--data``, or generated and prepared under ``--out``."""
+    """The prepared dijets: ``--data``, or generated and prepared under ``--out`` (the raw
+    events are shared by every configuration, the dijets by those with the same ``prepare``
+    section; pass ``--data`` to compare presets with different jets on the same dijets)."""
     if args.data is not None:
         return Path(args.data)
     raw = []
@@ -128,8 +130,11 @@ def _dataset(args: argparse.Namespace, config: RunConfig) -> Path:
         )
         generate(gen.generate, args.out / "data" / process, config.ray)
         raw.append(args.out / "data" / process)
-    prepare(raw, args.out / "data" / "dijets", config.prepare, config.ray)
-    return args.out / "data" / "dijets"
+    # One prepared dataset per prepare setting (a preset with other jets gets its own).
+    settings = json.dumps(config.prepare.model_dump(mode="json"), sort_keys=True)
+    dijets = args.out / "data" / f"dijets-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
+    prepare(raw, dijets, config.prepare, config.ray)
+    return dijets
 
 
 def _scores(summary: dict[str, Any], feature_set: str) -> dict[str, dict[str, float]]:

@@ -24,6 +24,7 @@ from torch import nn
 from distributed_clr.config.schema import ModelConfig
 
 NUM_JETS = 2
+_FLOOR = 1e4
 
 
 class ReferenceEncoder(nn.Module):
@@ -59,12 +60,19 @@ class ReferenceEncoder(nn.Module):
         h = self.embed(features.reshape(b, slots, f))
         mask = mask.reshape(b, slots)
         pt = torch.where(mask, weights.reshape(b, slots).clamp_min(0) / self.pt_scale, 0.0)
-        tiny = torch.finfo(pt.dtype).tiny
-        bias = torch.where(mask, -1.0 / pt.clamp_min(tiny), -torch.inf)
-        # An event without constituents attends uniformly (its pooled output is zero anyway).
-        bias = torch.where(torch.isfinite(bias).any(dim=1, keepdim=True), bias, 0.0)
+        # -1 / pT_rescaled, floored at a large finite value that also stands for padding:
+        # exp(-1e4) is exactly 0 in float32, so padding is never attended to, and an event
+        # without constituents attends uniformly (its pooled output is zero anyway).
+        bias = torch.where(mask, -1.0 / pt.clamp_min(1.0 / _FLOOR), -_FLOOR)
         attn = bias[:, None, None, :].expand(b, self.heads, slots, slots)
-        h = self.layers(h, mask=attn.reshape(b * self.heads, slots, slots).to(h.dtype))
+        # PyTorch's fused inference path (eval mode, no grad) returns NaN for a per-event float
+        # mask of shape (B * heads, S, S); the plain path computes the same layers correctly.
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            h = self.layers(h, mask=attn.reshape(b * self.heads, slots, slots).to(h.dtype))
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
         pooled = (h * pt.unsqueeze(-1).to(h.dtype)).sum(dim=1)
         out: torch.Tensor = self.out(pooled)
         return out

@@ -204,3 +204,18 @@ def test_reference_model_with_paper_inputs() -> None:
     model = build_model(config, constituents_per_jet=12).eval()
     assert isinstance(model.encoder, ReferenceEncoder)
     assert model.represent(x, mask).shape == (3, 16)
+
+
+def test_reference_encoder_inference_matches_training_mode() -> None:
+    """Under no_grad in eval mode PyTorch takes a fused path that returned NaN for the
+    per-event soft mask; the encoder must give the same finite output in both modes."""
+    encoder = _reference()  # dropout 0
+    x, mask = _event(b=6, n=12)
+    encoder.train()
+    trained_mode = encoder(_features(x, mask), mask, x[..., 0])
+    encoder.eval()
+    with torch.no_grad():
+        inference = encoder(_features(x, mask), mask, x[..., 0])
+    assert torch.isfinite(inference).all()
+    torch.testing.assert_close(inference, trained_mode)
+    assert torch.backends.mha.get_fastpath_enabled()  # the global switch is restored
