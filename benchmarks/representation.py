@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from distributed_clr.checkpoint import load_checkpoint
-from distributed_clr.config import RunConfig, apply_overrides, get_preset, to_flat_dict
+from distributed_clr.config import RunConfig, apply_overrides, config_digest, get_preset
 from distributed_clr.config.schema import Representation
 from distributed_clr.data.generate import generate
 from distributed_clr.data.prepare import prepare
@@ -104,11 +104,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "the full sample is the main run",
     )
     return parser.parse_args(argv)
-
-
-def _digest(config: RunConfig) -> str:
-    text = json.dumps(to_flat_dict(config), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def _dataset(args: argparse.Namespace, config: RunConfig) -> Path:
@@ -197,7 +192,7 @@ class Bench:
 
     def pretrain(self, config: RunConfig, label: str) -> Any:
         start = time.perf_counter()
-        result = pretrain(config, self.data, f"repbench-{label}-{_digest(config)}")
+        result = pretrain(config, self.data, f"repbench-{label}-{config_digest(config)}")
         self._timed("pretrain", start)
         return result
 
@@ -235,7 +230,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     trained = bench.pretrain(config, "full")
     run_id = trained.mlflow_run_id
     results: dict[str, Any] = {
-        "config_digest": _digest(config),
+        "config_digest": config_digest(config),
         "preset": args.preset,
         "overrides": args.set,
         "representation": args.representation or config.model.representation,

@@ -13,8 +13,6 @@ redoes the rest. ``scale`` multiplies every stage's event count. The CLI prints 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
@@ -22,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distributed_clr.config import RunConfig, apply_overrides, to_flat_dict
+from distributed_clr.config import RunConfig, apply_overrides, config_digest
 from distributed_clr.config.schema import ClassifierName
 from distributed_clr.data.generate import generate
 from distributed_clr.data.prepare import prepare
@@ -55,8 +53,7 @@ class DemoResult:
 def run_name(config: RunConfig) -> str:
     """The demo's pretraining run name: 'demo-' and a digest of the config, so a rerun with the
     same settings continues (or reuses) the same run and other settings get their own."""
-    text = json.dumps(to_flat_dict(config), sort_keys=True, default=str)
-    return "demo-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+    return "demo-" + config_digest(config)
 
 
 def scaled(config: RunConfig, scale: float) -> RunConfig:

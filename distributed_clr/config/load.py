@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
+import json
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -316,6 +318,13 @@ def to_yaml(config: BaseModel) -> str:
     return yaml.dump(
         config.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False, default_flow_style=False
     )
+
+
+def config_digest(config: RunConfig, length: int = 10) -> str:
+    """A short hex digest of every setting of ``config``: equal configs, equal digests (it names
+    runs that a rerun with the same settings continues)."""
+    text = json.dumps(to_flat_dict(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def to_flat_dict(config: RunConfig) -> dict[str, Any]:

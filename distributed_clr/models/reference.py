@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from distributed_clr.config.schema import ModelConfig
+from distributed_clr.models.transformer import check_dijet_features, output_layer
 
-NUM_JETS = 2
 _FLOOR = 1e4
 
 
@@ -44,18 +44,13 @@ class ReferenceEncoder(nn.Module):
             batch_first=True,
         )
         self.layers = nn.TransformerEncoder(layer, config.depth, enable_nested_tensor=False)
-        self.out = (
-            nn.Identity() if width == config.latent_dim else nn.Linear(width, config.latent_dim)
-        )
+        self.out = output_layer(width, config.latent_dim)
 
     def forward(
         self, features: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor
     ) -> torch.Tensor:
+        check_dijet_features(features)
         b, jets, n, f = features.shape
-        if jets != NUM_JETS:
-            raise ValueError(
-                f"expected features of shape (B, 2, N, F), got {tuple(features.shape)}"
-            )
         slots = jets * n
         h = self.embed(features.reshape(b, slots, f))
         mask = mask.reshape(b, slots)

@@ -24,6 +24,17 @@ from distributed_clr.config.schema import ModelConfig
 NUM_JETS = 2
 
 
+def check_dijet_features(features: torch.Tensor) -> None:
+    """Raise ValueError unless ``features`` is (B, 2, N, F): the two jets' constituents."""
+    if features.ndim != 4 or features.shape[1] != NUM_JETS:
+        raise ValueError(f"expected features of shape (B, 2, N, F), got {tuple(features.shape)}")
+
+
+def output_layer(width: int, latent_dim: int) -> nn.Module:
+    """The map from the model width to the latent size (identity when they are equal)."""
+    return nn.Identity() if width == latent_dim else nn.Linear(width, latent_dim)
+
+
 class _Block(nn.Module):
     """Pre-norm self-attention + feed-forward, attention through scaled_dot_product_attention."""
 
@@ -79,18 +90,13 @@ class TransformerEncoder(nn.Module):
             _Block(width, config.heads, ff_dim, config.dropout) for _ in range(config.depth)
         )
         self.norm = nn.LayerNorm(width)
-        self.out = (
-            nn.Identity() if width == config.latent_dim else nn.Linear(width, config.latent_dim)
-        )
+        self.out = output_layer(width, config.latent_dim)
 
     def forward(
         self, features: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor
     ) -> torch.Tensor:
+        check_dijet_features(features)
         b, jets, n, f = features.shape
-        if jets != NUM_JETS:
-            raise ValueError(
-                f"expected features of shape (B, 2, N, F), got {tuple(features.shape)}"
-            )
         jet_index = torch.arange(NUM_JETS, device=features.device).repeat_interleave(n)
         h = self.embed(features.reshape(b, jets * n, f)) + self.jet_embedding(jet_index)
         mask = mask.reshape(b, jets * n)
