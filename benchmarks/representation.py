@@ -15,7 +15,9 @@ over the classifier seeds. Two curves follow:
   epoch by default), the untrained encoder at 0;
 * **events**: pretraining on a fraction of the train split (``--fractions``; signal and
   background scaled together through ``sample.pretrain``), the learning curve that shows
-  whether more data helps.
+  whether more data helps;
+* **latent**: the trained and the untrained latent space at other latent sizes
+  (``--latent-dims``, ``model.latent_dim``; the main run is the config's size).
 
 The figure of merit printed last is the gap trained minus untrained in the latent FCN AUC
 (and whether their bootstrap intervals overlap), and the latent LCT against the event LCT (the
@@ -34,7 +36,7 @@ the paper's S/B = 1 than a rare signal)::
         --set train.epochs=10 --set train.batch_size=256 --name paper
     .venv/bin/python benchmarks/representation.py --out rep_bench --data prepared_dijets
 
-Writes ``<out>/<name>/results.json``, ``results.csv`` and ``plots/{epochs,events}.png``.
+Writes ``<out>/<name>/results.json``, ``results.csv`` and ``plots/{epochs,events,latent}.png``.
 """
 
 from __future__ import annotations
@@ -103,6 +105,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="fractions of the pretraining sample for the events curve ('none' to skip); "
         "the full sample is the main run",
     )
+    parser.add_argument(
+        "--latent-dims",
+        default="8,128",
+        help="other latent sizes for the latent curve, comma separated ('none' to skip); "
+        "each is pretrained and also scored untrained",
+    )
     return parser.parse_args(argv)
 
 
@@ -127,7 +135,7 @@ def _dataset(args: argparse.Namespace, config: RunConfig) -> Path:
         raw.append(args.out / "data" / process)
     # One prepared dataset per prepare setting (a preset with other jets gets its own).
     settings = json.dumps(config.prepare.model_dump(mode="json"), sort_keys=True)
-    dijets = args.out / "data" / f"dijets-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
+    dijets: Path = args.out / "data" / f"dijets-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
     prepare(raw, dijets, config.prepare, config.ray)
     return dijets
 
@@ -288,6 +296,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["events"][int(result.composition["train"]["events"])] = _scores(
                 scored, "latent"
             )
+    dim = config.model.latent_dim
+    results["latent"] = {
+        dim: {"trained": results["table"]["trained"], "untrained": results["table"]["untrained"]}
+    }
+    if args.latent_dims != "none":
+        for size in _ints(args.latent_dims):
+            if size == dim:
+                continue
+            sized = apply_overrides(config, [("model.latent_dim", size)])
+            result = bench.pretrain(sized, f"d{size}")
+            where = out / "latent" / str(size)
+            scored = bench.latent(
+                Path(result.best_checkpoint), where / "trained", ["latent"], result.mlflow_run_id
+            )
+            sized_bench = Bench(sized, data, out, args.representation)
+            initial_sized = untrained(sized, data, where / "untrained" / "checkpoint")
+            scored_base = sized_bench.latent(
+                initial_sized, where / "untrained", ["latent"], result.mlflow_run_id
+            )
+            for label, seconds in sized_bench.timings.items():
+                bench.timings[label] = bench.timings.get(label, 0.0) + seconds
+            results["latent"][size] = {
+                "trained": _scores(scored, "latent"),
+                "untrained": _scores(scored_base, "latent"),
+            }
     results["timings"] = {"data": data_seconds, **bench.timings}
     _write(out, results)
     return results
@@ -331,6 +364,15 @@ def report(results: dict[str, Any]) -> str:
                 f"  {label} {key:>6}: LCT {row.get('lct', {}).get('auc', math.nan):.3f}  "
                 f"FCN {row.get('fcn', {}).get('auc', math.nan):.3f}"
             )
+    lines += ["", "latent AUC against latent size (trained / untrained; LCT, FCN):"]
+    for key in sorted(results.get("latent", {}), key=int):
+        pair = results["latent"][key]
+        cells = [
+            f"{pair[which].get(c, {}).get('auc', math.nan):.3f}"
+            for c in ("lct", "fcn")
+            for which in ("trained", "untrained")
+        ]
+        lines.append(f"  latent {key:>4}: LCT {cells[0]} / {cells[1]}  FCN {cells[2]} / {cells[3]}")
     table = results["table"]
     trained, base = table["trained"]["fcn"], table["untrained"]["fcn"]
     overlap = trained["auc_low"] <= base["auc_high"] and base["auc_low"] <= trained["auc_high"]
@@ -358,6 +400,12 @@ def _write(out: Path, results: dict[str, Any]) -> None:
         for key, scores in results[section].items():
             for classifier, row in scores.items():
                 rows.append({"section": section, "key": key, "classifier": classifier, **row})
+    for size, pair in results.get("latent", {}).items():
+        for which, scores in pair.items():
+            for classifier, row in scores.items():
+                rows.append(
+                    {"section": f"latent_{which}", "key": size, "classifier": classifier, **row}
+                )
     fields = sorted(
         {k for row in rows for k in row},
         key=lambda k: (k not in ("section", "key", "classifier"), k),
@@ -404,6 +452,47 @@ def _plots(where: Path, results: dict[str, Any]) -> None:
         fig.suptitle(f"latent AUC against {curve} (68% bootstrap intervals)")
         fig.tight_layout()
         save_figure(fig, where / f"{curve}.png")
+    _latent_plot(where, results)
+
+
+def _latent_plot(where: Path, results: dict[str, Any]) -> None:
+    """Trained and untrained latent AUC against the latent size."""
+    from matplotlib.figure import Figure
+
+    from distributed_clr.plotting import save_figure
+
+    sizes = sorted(results.get("latent", {}), key=int)
+    if len(sizes) < 2:
+        return
+    table = results["table"]
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
+    for ax, classifier in zip(axes, ("lct", "fcn"), strict=True):
+        for which, marker in (("trained", "o"), ("untrained", "s")):
+            rows = [results["latent"][k][which].get(classifier, {}) for k in sizes]
+            mean = [r.get("auc", math.nan) for r in rows]
+            low = [r.get("auc", math.nan) - r.get("auc_low", math.nan) for r in rows]
+            high = [r.get("auc_high", math.nan) - r.get("auc", math.nan) for r in rows]
+            ax.errorbar(
+                [int(k) for k in sizes],
+                mean,
+                yerr=[low, high],
+                marker=marker,
+                capsize=3,
+                label=which,
+            )
+        for name, style in (("event", "--"), ("highlevel", "-.")):
+            value = table.get(name, {}).get(classifier, {}).get("auc")
+            if value is not None:
+                ax.axhline(value, linestyle=style, color="gray", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("latent size")
+        ax.set_ylabel(f"test AUC ({classifier.upper()})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("latent AUC against latent size (68% bootstrap intervals)")
+    fig.tight_layout()
+    save_figure(fig, where / "latent.png")
 
 
 def compare(out: Path) -> str:

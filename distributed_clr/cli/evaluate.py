@@ -1,4 +1,4 @@
-"""``dclr evaluate classify`` and ``dclr evaluate cwola``, and their results tables."""
+"""``dclr evaluate classify``, ``cwola`` and ``nplm``, and their results tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from distributed_clr.cli.options import add_config_options, config_from, overrid
 from distributed_clr.cli.tables import mean_std, measured, number, table
 from distributed_clr.config.schema import ALL_FEATURE_SETS, CLASSIFIERS
 
-__all__ = ["add_parser", "format_classify", "format_cwola"]
+__all__ = ["add_parser", "format_classify", "format_cwola", "format_nplm"]
 
 
 INTERVALS = (
@@ -125,6 +125,87 @@ def format_cwola(summary: Mapping[str, Any], out: Path) -> str:
     return f"{title}\n" + table(header, rows) + _footer(summary, out)
 
 
+def _power_cell(cell: Mapping[str, Any]) -> str:
+    return f"{number(cell['power'], 2)} [{number(cell['low'], 2)}, {number(cell['high'], 2)}]"
+
+
+def format_nplm(summary: Mapping[str, Any], out: Path) -> str:
+    """The NPLM calibration and power tables as text."""
+    pools = summary["pools"]
+    lines = [
+        (
+            f"NPLM ({summary['method']}): reference {pools['reference']} background events "
+            f"(weight {number(summary['reference_weight'], 4, general=True)}), data pool "
+            f"{pools['data_pool']}, toys of Poisson({summary['settings']['data_events']}) "
+            f"background events; {summary['toys_per_kind']} toys per kind"
+        )
+    ]
+    thresholds = [f"{z:g}" for z in summary["settings"]["z_alphas"]]
+    rows = []
+    for feature_set, result in summary["results"].items():
+        calibration = result["calibration"]
+        null = result["null_fraction_above"].get("2", {})
+        lines.append(
+            f"  {feature_set} ({result['dim']} features, sigma {number(result['sigma'], 3)}): "
+            f"null t0 mean (dof) {number(calibration['dof'], 2)}, ML fit "
+            f"{number(calibration['dof_fit'], 2)}, KS p {number(calibration['ks_pvalue'], 3)}; "
+            f"null toys with Z > 2: {number(null.get('fraction'), 3)} (expected "
+            f"{number(null.get('expected'), 3)} +- {number(null.get('binomial_error'), 3)}); "
+            f"{number(result['seconds_per_toy'], 2)} s per toy"
+        )
+        for process, by_amount in result["signals"].items():
+            for amount, entry in by_amount.items():
+                rows.append(
+                    [
+                        feature_set,
+                        process,
+                        amount,
+                        number(entry["n_signal_drawn_mean"], 1),
+                        number(entry["z_median"], 2),
+                        number(entry["z_median_empirical"], 2),
+                        *(_power_cell(entry["power"][z]) for z in thresholds),
+                    ]
+                )
+    header = [
+        "feature set",
+        "signal",
+        "injected",
+        "drawn",
+        "median Z",
+        "median Z (toys)",
+        *(f"P(Z > {z}) [68% CL]" for z in thresholds),
+    ]
+    text = "\n".join(lines) + "\n"
+    if rows:
+        text += (
+            "  (Z from chi2(dof); 'toys': the empirical p-value, capped by the null toys)\n"
+            + table(header, rows)
+        )
+    mlflow = summary.get("mlflow")
+    text += f"  files: {out / 'summary.json'}, {out / 'toys.parquet'}, {out / 'plots'}/\n"
+    if mlflow:
+        text += f"  MLflow run {mlflow['run_name']} ({mlflow['run_id']}) at {mlflow['uri']}\n"
+    return text
+
+
+def _cmd_nplm(args: argparse.Namespace) -> int:
+    from distributed_clr.evaluate import nplm
+
+    config = config_from(args)
+    summary = nplm(
+        config.nplm,
+        args.embeddings,
+        args.data,
+        args.out,
+        ray_config=config.ray,
+        mlflow_run_id=args.run,
+        tracking=config.tracking,
+        verify=config.data.verify,
+    )
+    sys.stdout.write(format_nplm(summary, args.out))
+    return 0
+
+
 def _cmd_classify(args: argparse.Namespace) -> int:
     from distributed_clr.evaluate import classify
 
@@ -167,7 +248,9 @@ def _cmd_cwola(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common_options(parser: argparse.ArgumentParser) -> None:
+def _common_options(
+    parser: argparse.ArgumentParser, feature_key: str = "evaluate.feature_sets"
+) -> None:
     parser.add_argument(
         "--embeddings", type=Path, required=True, help="embedding dataset (dclr embed)"
     )
@@ -187,7 +270,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     override_flag(
         parser,
         "--feature-set",
-        key="evaluate.feature_sets",
+        key=feature_key,
         append=True,
         transform=lambda sets: list(dict.fromkeys(sets)),
         choices=ALL_FEATURE_SETS,
@@ -197,10 +280,11 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register ``evaluate`` (with ``classify`` and ``cwola``) on the ``dclr`` subcommands."""
+    """Register ``evaluate`` (with ``classify``, ``cwola`` and ``nplm``) on the ``dclr``
+    subcommands."""
     evaluate = subparsers.add_parser(
         "evaluate",
-        help="judge a representation: classifier tests, CWoLa scans, the bump hunt",
+        help="judge a representation: classifier tests, CWoLa scans, the bump hunt, NPLM",
         description="Evaluate embeddings (dclr embed) for anomaly detection. Results: "
         "summary.json, scores.parquet and plots/ under --out, and a child run of the encoder's "
         "MLflow run.",
@@ -245,3 +329,21 @@ def add_parser(subparsers: Any) -> None:
         "--classifier", choices=CLASSIFIERS, default="fcn", help="classifier (default: fcn)"
     )
     cwola.set_defaults(handler=_cmd_cwola)
+
+    nplm = actions.add_parser(
+        "nplm",
+        help="the NPLM goodness-of-fit test: discovery power without a signal model",
+        description="Compare a reference sample of background events with toy data sets "
+        "(nplm section): null toys calibrate the learned likelihood-ratio statistic (chi2 "
+        "degrees of freedom, KS p-value), toys with injected signal (nplm.signal_events, per "
+        "signal process) give the median Z and the power P(Z > Z_alpha) with Clopper-Pearson "
+        "intervals. nplm.method: 'kernel' (Nystrom kernel logistic regression, Newton steps "
+        "with preconditioned conjugate gradients) or 'nn' (the original network). Toys run as "
+        "Ray tasks; an interrupted run resumes its toys.",
+    )
+    _common_options(nplm, feature_key="nplm.feature_sets")
+    override_flag(
+        nplm, "--method", key="nplm.method", choices=["kernel", "nn"], help="the NPLM model"
+    )
+    override_flag(nplm, "--toys", key="nplm.toys", type=int, help="toys per kind")
+    nplm.set_defaults(handler=_cmd_nplm)

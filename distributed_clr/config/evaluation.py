@@ -163,3 +163,90 @@ class EvaluateConfig(Section):
                 f"bootstrap must be 0 (off) or at least 10 replicates, got {self.bootstrap}"
             )
         return self
+
+
+# ------------------------------------------------------------------------------------------------
+# nplm
+
+
+NPLMMethod = Literal["kernel", "nn"]
+
+
+class NPLMConfig(Section):
+    """The NPLM goodness-of-fit test: a reference (background) sample against toy data sets,
+    each background only (the null toys) or with signal injected, on a feature set.
+
+    Pools: the background events (label 0) of ``splits`` are ordered by a seeded hash of their
+    key; the first ``reference_events`` are the reference sample (the same for every toy) and
+    the rest the data pool, from which each toy draws Poisson(``data_events``) events without
+    replacement. Signal events (label 1; per process) are drawn for each toy from their own
+    pool, Poisson(n) of them for an injection of n. The reference and the toys never share an
+    event; toys share events with each other when the pools are small (a warning below twice
+    the toy size)."""
+
+    method: NPLMMethod = "kernel"
+    """'kernel': Nystrom Gaussian-kernel logistic regression (Letizia et al. 2022); 'nn': the
+    original network of D'Agnolo and Wulzer 2019."""
+    feature_sets: list[FeatureSet] = Field(default_factory=lambda: list(FEATURE_SETS[:1]))
+    """The representations tested, each with its own calibration and power tables."""
+    toys: Annotated[int, Field(ge=2, le=1_000_000)] = 100
+    """Null toys, and toys per signal process and injected amount."""
+    reference_events: Annotated[int, Field(ge=2)] = 10_000
+    """N_R: background events in the reference sample (the 2025 paper: 1e6)."""
+    data_events: PositiveInt = 2_000
+    """N_bkg: the expected number of background events of a toy (the 2025 paper: 1e5)."""
+    signal_events: list[PositiveInt] = Field(default_factory=lambda: [20, 50, 100])
+    """Expected signal events injected into a toy (e.g. 1% of data_events and above); empty:
+    calibration only."""
+    signal_processes: list[str] | None = None
+    """Signal processes, each with its own power table (None: every process with label 1)."""
+    splits: list[Literal["train", "val", "test"]] | None = None
+    """Splits whose events fill the pools (None: every split of the embeddings)."""
+    centers: Annotated[int, Field(ge=1, le=200_000)] = 1_000
+    """M, the Nystrom centres of the kernel model (the 2025 paper: 1,000)."""
+    sigma: PositiveFloat | None = None
+    """Gaussian kernel width in standardised units; None: the ``sigma_quantile`` of the
+    pairwise distances of up to 2,000 reference events."""
+    sigma_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.9
+    """The quantile of the pairwise distances that sets the default width."""
+    lam: Annotated[float, Field(gt=0, le=1e3)] = 1e-6
+    """The penalty lam alpha^T K_MM alpha (the 2025 paper: 1e-6)."""
+    newton_steps: PositiveInt | Literal["converge"] = 1
+    """Newton steps of the kernel fit from alpha = 0 (the 2025 paper: 1), or 'converge'."""
+    cg_tol: Annotated[float, Field(gt=0, lt=1)] = 1e-6
+    """Relative residual at which each Newton step's conjugate gradient stops."""
+    cg_max_iter: Annotated[int, Field(ge=1, le=100_000)] = 1_000
+    """The most conjugate-gradient iterations per Newton step."""
+    block: Annotated[int, Field(ge=1, le=10_000_000)] = 8_192
+    """Events per kernel block (memory ~ block x centers numbers per toy)."""
+    cache_mb: Annotated[int, Field(ge=0, le=10_000_000)] = 1_024
+    """Kernel blocks kept between the passes of one toy, per toy in flight [MiB] (0: recompute
+    every pass; the whole kernel of N events takes 8 N centers bytes)."""
+    dtype: Literal["float64", "float32"] = "float64"
+    """Precision of the fits."""
+    nn_hidden: list[PositiveInt] = Field(default_factory=lambda: [8])
+    """Hidden layer sizes of the 'nn' method (sigmoid units)."""
+    nn_epochs: Annotated[int, Field(ge=1, le=10_000_000)] = 2_000
+    """Full-batch Adam steps of the 'nn' method."""
+    nn_lr: Annotated[float, Field(gt=0, le=10)] = 0.01
+    """Adam learning rate of the 'nn' method."""
+    nn_clip: PositiveFloat = 9.0
+    """Weight clipping of the 'nn' method: every weight is kept in [-clip, clip]."""
+    z_alphas: list[PositiveFloat] = Field(default_factory=lambda: [1.0, 2.0, 3.0])
+    """Significance thresholds of the discovery power P(Z > Z_alpha)."""
+    toys_per_task: Annotated[int, Field(ge=1, le=10_000)] = 4
+    """Toys per Ray task (each finished task's toys are kept on disk)."""
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    """Where toys run: 'auto' uses GPUs when the cluster has them."""
+    gpus_per_task: Annotated[float, Field(gt=0, le=1)] = 0.25
+    """The GPU fraction a toy task takes when toys run on GPUs."""
+    seed: Seed = 0
+    """Seed of the pools, the toys and the centres."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        if len(set(self.signal_events)) != len(self.signal_events):
+            raise ValueError(f"signal_events has repeated values: {self.signal_events}")
+        if not self.feature_sets:
+            raise ValueError("feature_sets is empty: nothing to test")
+        return self

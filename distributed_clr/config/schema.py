@@ -28,6 +28,7 @@ from distributed_clr.config.evaluation import (
     CWoLaConfig,
     EvaluateConfig,
     FCNConfig,
+    NPLMConfig,
     TransBCConfig,
 )
 from distributed_clr.config.learning import (
@@ -77,6 +78,7 @@ __all__ = [
     "GenerateConfig",
     "LossConfig",
     "ModelConfig",
+    "NPLMConfig",
     "OptimizerConfig",
     "PrepareConfig",
     "RayConfig",
@@ -105,6 +107,7 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    nplm: NPLMConfig = Field(default_factory=NPLMConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     ray: RayConfig = Field(default_factory=RayConfig)

@@ -1,10 +1,13 @@
-"""The evaluation stage: how good is a representation? Classifier tests, CWoLa, the bump hunt.
+"""The evaluation stage: how good is a representation? Classifier tests, CWoLa, the bump hunt,
+NPLM.
 
-The two drivers, ``classify`` (``evaluate classify``) and ``cwola`` (``evaluate cwola``, the
-idealised scan or the bump hunt), read an embedding dataset and the prepared dijets it was made
+The drivers ``classify`` (``evaluate classify``) and ``cwola`` (``evaluate cwola``, the
+idealised scan or the bump hunt) read an embedding dataset and the prepared dijets it was made
 from, train the classifiers of ``distributed_clr.classifiers`` on each feature set, measure them
 with ``distributed_clr.stats``, and leave ``summary.json``, ``scores.parquet``, plots and an
-MLflow child run of the encoder's run. The modules, one concern each:
+MLflow child run of the encoder's run. ``nplm`` (``evaluate nplm``, module ``nplm``) runs the
+NPLM goodness-of-fit test (``stats.nplm``) with toys as Ray tasks and leaves ``toys.parquet``
+in place of the scores. The modules, one concern each:
 
 * ``inputs``: embeddings joined to the prepared data; ``features``: the feature matrices.
 * ``provenance``: the encoder's checkpoint and MLflow run, the evaluation's run.
@@ -20,6 +23,7 @@ from distributed_clr.evaluate.classify import classify
 from distributed_clr.evaluate.errors import EvaluationError
 from distributed_clr.evaluate.idealised import ScanPoint, ScanResult
 from distributed_clr.evaluate.inputs import EvaluationInputs
+from distributed_clr.evaluate.nplm import nplm
 from distributed_clr.evaluate.weak import CwolaMode, cwola
 
 __all__ = [
@@ -33,4 +37,5 @@ __all__ = [
     "ScanResult",
     "classify",
     "cwola",
+    "nplm",
 ]

@@ -222,3 +222,78 @@ def plot_latent_projection(
     ax.set_ylabel("PC 2")
     ax.legend(frameon=False, markerscale=4)
     return _save(figure, path)
+
+
+def plot_nplm_null(t0: npt.ArrayLike, dof: float, feature_set: str, path: str | Path) -> Path:
+    """The null toys' NPLM statistic with the chi2(dof) density fitted to it."""
+    from scipy import stats
+
+    values = np.asarray(t0, dtype=np.float64)
+    figure = Figure(figsize=(6.0, 4.2), layout="constrained")
+    ax = figure.add_subplot()
+    ax.hist(values, bins=max(10, min(50, len(values) // 5)), density=True, alpha=0.6,
+            label=f"null toys ({len(values)})")  # fmt: skip
+    if dof > 0:
+        grid = np.linspace(0.0, max(values.max(), stats.chi2.ppf(0.999, dof)), 400)
+        ax.plot(grid, stats.chi2.pdf(grid, dof), color="black", label=f"chi2, dof = {dof:.1f}")
+    ax.set_xlabel("t")
+    ax.set_ylabel("density")
+    ax.set_title(f"NPLM null calibration: {feature_set}")
+    ax.legend(frameon=False)
+    return _save(figure, path)
+
+
+def plot_nplm_statistics(
+    t0: npt.ArrayLike,
+    signals: Mapping[str, Mapping[int, npt.ArrayLike]],
+    feature_set: str,
+    path: str | Path,
+) -> Path:
+    """The NPLM statistic of the null toys and of each injection: one panel per process."""
+    processes = list(signals)
+    figure = Figure(figsize=(5.5 * max(1, len(processes)), 4.2), layout="constrained")
+    axes = figure.subplots(1, max(1, len(processes)), squeeze=False)[0]
+    null = np.asarray(t0, dtype=np.float64)
+    for ax, process in zip(axes, processes, strict=False):
+        everything = [null, *(np.asarray(v, dtype=np.float64) for v in signals[process].values())]
+        finite = np.concatenate([v[np.isfinite(v)] for v in everything])
+        bins = np.linspace(finite.min(), finite.max(), 40) if len(finite) else 10
+        ax.hist(null, bins=bins, histtype="stepfilled", alpha=0.4, color="grey", label="null")
+        for amount, values in signals[process].items():
+            ax.hist(np.asarray(values, dtype=np.float64), bins=bins, histtype="step",
+                    linewidth=1.5, label=f"{amount} signal")  # fmt: skip
+        ax.set_xlabel("t")
+        ax.set_ylabel("toys")
+        ax.set_title(f"{feature_set}: {process}")
+        ax.legend(frameon=False, fontsize="small")
+    return _save(figure, path)
+
+
+def plot_nplm_power(
+    results: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]],
+    thresholds: Sequence[float],
+    path: str | Path,
+) -> Path:
+    """Discovery power P(Z > Z_alpha) against the injected signal: one panel per threshold,
+    one line per feature set and process, Clopper-Pearson error bars.
+    ``results``: {feature set: {process: {"<n>": {"power": {"<Z_alpha>": {power, low, high}}}}}}."""
+    figure = Figure(figsize=(4.8 * max(1, len(thresholds)), 4.2), layout="constrained")
+    axes = figure.subplots(1, max(1, len(thresholds)), squeeze=False)[0]
+    for ax, threshold in zip(axes, thresholds, strict=True):
+        key = f"{threshold:g}"
+        for feature_set, processes in results.items():
+            for process, by_amount in processes.items():
+                amounts = [int(n) for n in by_amount]
+                cells = [by_amount[n]["power"][key] for n in by_amount]
+                value = np.array([c["power"] for c in cells])
+                low = value - np.array([c["low"] for c in cells])
+                high = np.array([c["high"] for c in cells]) - value
+                ax.errorbar(amounts, value, yerr=[low, high], marker="o", capsize=3,
+                            label=f"{feature_set} / {process}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("injected signal events (expected)")
+        ax.set_ylabel(f"P(Z > {key})")
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize="small")
+    return _save(figure, path)

@@ -9,7 +9,7 @@ the one stored in the checkpoint. ``open_evaluation_run`` opens the child, calle
 ``<encoder run name>-<evaluation>-<digest>``, the digest hashing the evaluation settings, the
 embeddings' identity and the splits: rerunning the same evaluation logs into the same run, a
 different one (another mode, classifier, setting or dataset) gets its own. Its params are the
-encoder's run config with the ``evaluate`` section of this evaluation (flattened), its
+encoder's run config with the ``evaluate`` (or ``nplm``) section of this evaluation (flattened), its
 ``config.yaml`` that config; tags ``dclr.evaluation`` (the evaluation's label) and
 ``dclr.embeddings`` (the embeddings' path). Without tracking, or without an encoder run to
 attach to, there is no run and only files are written.
@@ -27,7 +27,7 @@ from typing import Any
 
 from distributed_clr.config import to_flat_dict, to_yaml
 from distributed_clr.config.load import RESUMABLE_CHANGES
-from distributed_clr.config.schema import EvaluateConfig, RunConfig, TrackingConfig
+from distributed_clr.config.schema import EvaluateConfig, NPLMConfig, RunConfig, TrackingConfig
 from distributed_clr.evaluate.errors import EvaluationError
 from distributed_clr.storage.files import sha256_file
 from distributed_clr.storage.manifest import Manifest, require_complete
@@ -116,7 +116,7 @@ def encoder_run(
 
 
 def run_name(
-    parent: RunHandle, label: str, config: EvaluateConfig, identity: Mapping[str, Any]
+    parent: RunHandle, label: str, config: EvaluateConfig | NPLMConfig, identity: Mapping[str, Any]
 ) -> str:
     """``<parent name>-<label>-<digest>``, the digest of the settings and ``identity``."""
     digest = hashlib.sha256(
@@ -130,18 +130,20 @@ def run_name(
 def open_evaluation_run(
     parent: RunHandle,
     source: EncoderSource,
-    config: EvaluateConfig,
+    config: EvaluateConfig | NPLMConfig,
     tracking: TrackingConfig,
     label: str,
     identity: Mapping[str, Any],
 ) -> RunHandle:
-    """Open (or reopen) the child run of ``parent`` for this evaluation (module docstring)."""
+    """Open (or reopen) the child run of ``parent`` for this evaluation (module docstring);
+    ``config`` is the evaluation's section (``evaluate``, or ``nplm`` for the NPLM test)."""
     name = run_name(parent, label, config, identity)
     run_tracking = tracking.model_copy(
         update={"uri": parent.uri, "experiment": parent.experiment_name}
     )
     base = source.run_config or RunConfig()
-    run_config = base.model_copy(update={"evaluate": config, "tracking": run_tracking})
+    section = "nplm" if isinstance(config, NPLMConfig) else "evaluate"
+    run_config = base.model_copy(update={section: config, "tracking": run_tracking})
     try:
         run = RunHandle.open(
             run_tracking,

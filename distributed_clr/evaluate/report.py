@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from distributed_clr.config.schema import EvaluateConfig
+from distributed_clr.config.schema import EvaluateConfig, NPLMConfig
 from distributed_clr.evaluate.inputs import EvaluationInputs
 from distributed_clr.evaluate.plots import plot_latent_projection
 from distributed_clr.evaluate.provenance import EncoderSource
@@ -130,8 +130,8 @@ def _write_summary(out: Path, summary: Mapping[str, Any]) -> Path:
     return path
 
 
-def _write_scores(out: Path, tables: Sequence[pa.Table]) -> Path:
-    path = out / SCORES
+def _write_scores(out: Path, tables: Sequence[pa.Table], name: str) -> Path:
+    path = out / name
     write_parquet_atomic(pa.concat_tables(tables), path)
     return path
 
@@ -143,8 +143,10 @@ def finish(
     plots: Sequence[Path],
     metrics: Mapping[str, float],
     run: RunHandle | None,
+    table_file: str = SCORES,
 ) -> dict[str, Any]:
-    """Write summary.json and scores.parquet, then log everything to ``run`` and finish it.
+    """Write summary.json and the tables (as ``table_file``, scores.parquet by default), then
+    log everything to ``run`` and finish it.
 
     Returns:
         The summary as written (strict JSON values).
@@ -153,17 +155,17 @@ def finish(
     summary["plots"] = [str(p.relative_to(out)) for p in plots]
     if run is None:
         _write_summary(out, summary)
-        _write_scores(out, tables)
+        _write_scores(out, tables, table_file)
     else:
         with run.failing_on_error():
-            files = [_write_summary(out, summary), _write_scores(out, tables)]
+            files = [_write_summary(out, summary), _write_scores(out, tables, table_file)]
             run.log_metrics(metrics)
             for path in files:
                 run.log_artifact(path)
             for path in plots:
                 run.log_artifact(path, PLOTS)
         run.finish("FINISHED")
-    log.info("wrote %s, %s and %d plots to %s", SUMMARY, SCORES, len(plots), out)
+    log.info("wrote %s, %s and %d plots to %s", SUMMARY, table_file, len(plots), out)
     result: dict[str, Any] = json_safe(summary)
     return result
 
@@ -180,7 +182,7 @@ def check_inputs(out: Path, embeddings: Path, data: Path | None, verify: VerifyL
 
 def evaluation_identity(
     label: str,
-    config: EvaluateConfig,
+    config: EvaluateConfig | NPLMConfig,
     source: EncoderSource,
     data: Path | None,
     splits: Sequence[str],
@@ -206,13 +208,16 @@ def evaluation_identity(
 
 
 def recorded(
-    out: Path, identity: dict[str, Any], compute: Callable[[], dict[str, Any]]
+    out: Path,
+    identity: dict[str, Any],
+    compute: Callable[[], dict[str, Any]],
+    table_file: str = SCORES,
 ) -> dict[str, Any]:
     """``compute()``'s summary, or the one recorded in ``out`` by an identical evaluation whose
     files are unchanged (the stage record, ``storage.manifest.reuse_or_run``): a killed
     evaluation is recognised by its incomplete record and redone."""
 
     def outputs(summary: dict[str, Any]) -> list[str]:
-        return [SUMMARY, SCORES, *summary.get("plots", [])]
+        return [SUMMARY, table_file, *summary.get("plots", [])]
 
     return reuse_or_run(out, EVALUATION, identity, compute, outputs)

@@ -34,6 +34,8 @@ def _run(workdir: Path) -> str:
         "300",
         "--fractions",
         "0.5",
+        "--latent-dims",
+        "4,8",
         "--set",
         "train.epochs=3",
     ]
@@ -64,7 +66,16 @@ def test_benchmark_fills_every_row_and_reuses_finished_stages(tmp_path: Path) ->
     assert len(sizes) == 2
     assert sizes[0] < sizes[1]
     assert abs(sizes[0] - sizes[1] / 2) <= 2
-    for plot in ("epochs.png", "events.png"):
+    # The latent curve: the config's size (8, the main run) and 4, each trained and untrained.
+    assert sorted(int(k) for k in results["latent"]) == [4, 8]
+    assert results["latent"]["8"]["trained"] == results["table"]["trained"]
+    for pair in results["latent"].values():
+        assert set(pair) == {"trained", "untrained"}
+        for scores in pair.values():
+            assert 0.0 <= scores["fcn"]["auc_low"] <= scores["fcn"]["auc_high"] <= 1.0
+    small = results["latent"]["4"]
+    assert small["trained"]["fcn"]["auc"] != small["untrained"]["fcn"]["auc"]
+    for plot in ("epochs.png", "events.png", "latent.png"):
         assert (out / "plots" / plot).stat().st_size > 0
     assert (out / "results.csv").read_text().count("\n") > 10
 
