@@ -44,17 +44,21 @@ def test_significance_is_the_one_sided_gaussian_quantile() -> None:
 def test_clopper_pearson_bounds() -> None:
     # k = 0: the upper bound solves (1 - p)^n = alpha / 2.
     low, high = clopper_pearson(0, 10, 0.68)
-    assert low == 0.0 and high == pytest.approx(1 - 0.16 ** (1 / 10))
+    assert low == 0.0
+    assert high == pytest.approx(1 - 0.16 ** (1 / 10))
     low, high = clopper_pearson(10, 10, 0.68)
-    assert high == 1.0 and low == pytest.approx(0.16 ** (1 / 10))
+    assert high == 1.0
+    assert low == pytest.approx(0.16 ** (1 / 10))
     low, high = clopper_pearson(30, 100)
-    assert low < 0.3 < high and high - low < 0.11  # about 2 sqrt(0.3 x 0.7 / 100)
+    assert low < 0.3 < high
+    assert high - low < 0.11
     with pytest.raises(ValueError, match="0 <= k <= n"):
         clopper_pearson(3, 2)
 
 
 def test_power_counts_toys_above_each_threshold() -> None:
     result = power([0.5, 1.5, 2.5, 3.5, np.nan], [1.0, 3.0])
-    assert result["1"]["power"] == 0.75 and result["1"]["toys"] == 4
+    assert result["1"]["power"] == 0.75
+    assert result["1"]["toys"] == 4
     assert result["3"]["power"] == 0.25
     assert result["3"]["low"] < 0.25 < result["3"]["high"]

@@ -90,15 +90,14 @@ def test_solver_optimum_equals_a_general_purpose_minimiser(lam: float) -> None:
     assert solution.objective == pytest.approx(reference_fit.fun, rel=1e-6)
     assert objective(solution.alpha) == pytest.approx(reference_fit.fun, rel=1e-6)
     f_scipy = kernel @ reference_fit.x
-    assert solution.f_data is not None and solution.f_reference is not None
+    assert solution.f_data is not None
+    assert solution.f_reference is not None
     f_ours = np.concatenate([solution.f_data, solution.f_reference])
     assert np.max(np.abs(f_ours - f_scipy)) < 1e-5 * max(1.0, np.abs(f_scipy).max())
     t_scipy = 2 * (f_scipy[: len(data)].sum() - weight * np.expm1(f_scipy[len(data) :]).sum())
     assert solution.t == pytest.approx(t_scipy, rel=1e-6)
     # Converged further than one step, and one step is already a descent.
-    one = kernel_statistic(
-        reference, data, weight, centres=40, sigma=sigma, lam=lam, seed=0
-    )
+    one = kernel_statistic(reference, data, weight, centres=40, sigma=sigma, lam=lam, seed=0)
     assert one.newton_steps == 1 < solution.newton_steps
     assert solution.objective <= one.objective < objective(np.zeros(40))
 
@@ -111,7 +110,7 @@ def test_blockwise_products_equal_dense_ones() -> None:
     u = torch.as_tensor(rng.normal(size=103))
     s = torch.as_tensor(rng.uniform(size=103))
     whole = KernelMatrix(points, centres, 0.8, block=1000).dense()
-    exact = torch.exp(-torch.cdist(points, centres) ** 2 / (2 * 0.8**2))
+    exact = torch.exp(-(torch.cdist(points, centres) ** 2) / (2 * 0.8**2))
     torch.testing.assert_close(whole, exact, rtol=1e-12, atol=1e-12)
     for block, cache in ((7, 0), (7, 10 * 17 * 8), (50, 10**9)):
         matrix = KernelMatrix(points, centres, 0.8, block=block, cache_bytes=cache)
@@ -143,9 +142,7 @@ def null_toys() -> Array:
     for toy in range(200):
         data = rng.normal(size=(rng.poisson(1000), 2))
         values.append(
-            kernel_statistic(
-                reference, data, 0.2, centres=100, sigma=sigma, lam=1e-6, seed=toy
-            ).t
+            kernel_statistic(reference, data, 0.2, centres=100, sigma=sigma, lam=1e-6, seed=toy).t
         )
     return np.asarray(values)
 
@@ -179,7 +176,8 @@ def test_statistic_and_power_rise_with_the_planted_signal(null_toys: Array) -> N
         medians.append(float(np.median(z)))
         powers.append(power(z, [2.0])["2"]["power"])
     assert medians[0] < medians[1] < medians[2], medians
-    assert powers[0] <= powers[1] <= powers[2] and powers[2] > 0.9, powers
+    assert powers[0] <= powers[1] <= powers[2], powers
+    assert powers[2] > 0.9, powers
     assert medians[2] > 3
 
 
