@@ -219,9 +219,11 @@ class NPLMConfig(Section):
     """The most conjugate-gradient iterations per Newton step."""
     block: Annotated[int, Field(ge=1, le=10_000_000)] = 8_192
     """Events per kernel block (memory ~ block x centers numbers per toy)."""
-    cache_mb: Annotated[int, Field(ge=0, le=10_000_000)] = 1_024
-    """Kernel blocks kept between the passes of one toy, per toy in flight [MiB] (0: recompute
-    every pass; the whole kernel of N events takes 8 N centers bytes)."""
+    cache_mb: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
+    """Kernel blocks kept between the passes of one toy, per toy in flight [MiB]; the whole
+    kernel of N events takes 8 N centers bytes, and each pass recomputes what is not kept
+    (0: recompute everything). None: half the node's available memory shared by one toy per
+    core, at most 8 GiB."""
     dtype: Literal["float64", "float32"] = "float64"
     """Precision of the fits."""
     nn_hidden: list[PositiveInt] = Field(default_factory=lambda: [8])

@@ -27,9 +27,11 @@ the injected amount), and an MLflow child run of the encoder's run with metrics
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
+import os
 import shutil
 import zlib
 from collections.abc import Mapping, Sequence
@@ -248,6 +250,22 @@ def _draw(
     return pool[rng.choice(len(pool), size=count, replace=False)]
 
 
+AUTO_CACHE_CAP = 8 * 2**30
+"""The largest kernel cache ``cache_bytes`` chooses by itself."""
+
+
+def cache_bytes(config: NPLMConfig) -> int:
+    """The kernel cache of one toy: ``nplm.cache_mb``, or (None) half of this node's available
+    memory divided by its cores (one toy in flight per core), at most ``AUTO_CACHE_CAP``."""
+    if config.cache_mb is not None:
+        return config.cache_mb * 2**20
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**30
+    return int(min(AUTO_CACHE_CAP, available / 2 / max(1, os.cpu_count() or 1)))
+
+
 def run_toys(
     specs: Sequence[ToySpec],
     feature_set: str,
@@ -282,7 +300,7 @@ def run_toys(
                     centres=config.centers, sigma=sigma, lam=config.lam, seed=fit_seed,
                     newton_steps=config.newton_steps, cg_tol=config.cg_tol,
                     cg_max_iter=config.cg_max_iter, block=config.block,
-                    cache_bytes=config.cache_mb * 2**20, dtype=dtype, device=device,
+                    cache_bytes=cache_bytes(config), dtype=dtype, device=device,
                 )  # fmt: skip
                 t, seconds = kernel.t, kernel.seconds
                 steps, iterations = kernel.newton_steps, sum(kernel.cg_iterations)
@@ -398,6 +416,12 @@ def _run_all(
             "sigma": sigma,
             "standardisation": scaling,
         }
+        if config.method == "nn":
+            # The network's trainable parameters: the asymptotic dof of the original NPLM.
+            sizes = [int(values.shape[1]), *config.nn_hidden, 1]
+            settings[feature_set]["nominal_dof"] = sum(
+                (a + 1) * b for a, b in itertools.pairwise(sizes)
+            )
         log.info(
             "NPLM on '%s' (%d features): kernel width %.4g, %d toys on %s",
             feature_set,

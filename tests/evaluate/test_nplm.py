@@ -211,4 +211,6 @@ def test_cli_prints_the_power_table(
     assert "wprime_xy" in text
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "nn"
+    # debug preset: latent 8 -> 8 hidden -> 1
+    assert summary["results"]["latent"]["nominal_dof"] == (8 + 1) * 8 + (8 + 1) * 1
     assert summary["results"]["latent"]["signals"]["wprime_xy"]["40"]["toys"] == 4
