@@ -459,6 +459,9 @@ def _run_all(
             )
             rows.extend(finished)
             bar.update(len(finished))
+            # Without a terminal the bar is silent: log every tenth of the way.
+            if (len(rows) - len(finished)) * 10 // total < len(rows) * 10 // total:
+                log.info("NPLM toys: %d of %d done", len(rows), total)
     return rows, settings
 
 
