@@ -148,7 +148,9 @@ def format_nplm(summary: Mapping[str, Any], out: Path) -> str:
         lines.append(
             f"  {feature_set} ({result['dim']} features, sigma {number(result['sigma'], 3)}): "
             f"null t0 mean (dof) {number(calibration['dof'], 2)}, ML fit "
-            f"{number(calibration['dof_fit'], 2)}, KS p {number(calibration['ks_pvalue'], 3)}; "
+            f"{number(calibration['dof_fit'], 2)}, dispersion "
+            f"{number(calibration.get('dispersion'), 2)}, "
+            f"KS p {number(calibration['ks_pvalue'], 3)}; "
             f"null toys with Z > 2: {number(null.get('fraction'), 3)} (expected "
             f"{number(null.get('expected'), 3)} +- {number(null.get('binomial_error'), 3)}); "
             f"{number(result['seconds_per_toy'], 2)} s per toy"

@@ -53,8 +53,9 @@ def chi2_calibration(t0: npt.ArrayLike) -> dict[str, Any]:
 
     Returns:
         {"toys", "dof" (mean of t0), "dof_fit" (maximum likelihood, location 0, scale 1),
-        "ks_pvalue" (t0 against chi2(dof)), "t0_mean", "t0_std", "t0_median"}; with fewer than
-        two toys, or a non-positive mean, the fit and the KS p-value are NaN.
+        "dispersion" (var(t0) / 2 dof), "ks_pvalue" (t0 against chi2(dof)), "t0_mean",
+        "t0_std", "t0_median"}; with fewer than two toys, or a non-positive mean, the fit, the
+        dispersion and the KS p-value are NaN.
     """
     values = _finite(t0, "the null statistics t0")
     dof = float(values.mean())
@@ -62,6 +63,7 @@ def chi2_calibration(t0: npt.ArrayLike) -> dict[str, Any]:
         "toys": len(values),
         "dof": dof,
         "dof_fit": math.nan,
+        "dispersion": math.nan,
         "ks_pvalue": math.nan,
         "t0_mean": dof,
         "t0_std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
@@ -69,6 +71,7 @@ def chi2_calibration(t0: npt.ArrayLike) -> dict[str, Any]:
     }
     if len(values) < 2 or not dof > 0:
         return out
+    out["dispersion"] = float(values.var(ddof=1) / (2.0 * dof))
     positive = values[values > 0]
     if len(positive) >= 2:
         fitted, _, _ = stats.chi2.fit(positive, dof, floc=0, fscale=1)

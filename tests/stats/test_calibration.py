@@ -21,6 +21,10 @@ def test_chi2_calibration_recovers_the_degrees_of_freedom() -> None:
     assert calibration["dof"] == pytest.approx(12, rel=0.03)
     assert calibration["dof_fit"] == pytest.approx(12, rel=0.03)
     assert calibration["ks_pvalue"] > 0.01
+    assert calibration["dispersion"] == pytest.approx(1.0, abs=0.1)
+    # Half the spread around the same mean: a dispersion of 1/4.
+    narrow = chi2_calibration(t0.mean() + (t0 - t0.mean()) / 2)
+    assert narrow["dispersion"] == pytest.approx(calibration["dispersion"] / 4)
     # A shifted distribution is not chi2 with its own mean as dof.
     shifted = chi2_calibration(t0 + 20)
     assert shifted["ks_pvalue"] < 1e-6
