@@ -1,4 +1,5 @@
-"""``dclr generate``, ``dclr import-lhco`` and ``dclr prepare``: the data stages."""
+"""``dclr generate``, ``dclr import-lhco``, ``dclr import-adc`` and ``dclr prepare``: the data
+stages."""
 
 from __future__ import annotations
 
@@ -49,6 +50,30 @@ def _cmd_import_lhco(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_adc(args: argparse.Namespace) -> int:
+    from distributed_clr.data.adc import import_adc
+
+    config = config_from(args)
+    manifest = import_adc(
+        args.file,
+        args.out,
+        process=args.process,
+        label=args.label,
+        prepare=config.prepare,
+        process_id=args.process_id,
+        process_dataset=args.process_dataset,
+        events_per_shard=args.events_per_shard,
+        chunk_rows=args.chunk_rows,
+        max_events=args.max_events,
+    )
+    splits = ", ".join(f"{k} {v}" for k, v in manifest.summary["splits"].items())
+    sys.stdout.write(
+        f"{args.out}: {manifest.rows} object-level {args.process} events (label {args.label}) "
+        f"in {len(manifest.shards)} shards; {splits}\n"
+    )
+    return 0
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from distributed_clr.data.prepare import prepare
 
@@ -93,7 +118,7 @@ def _positive(text: str) -> int:
 
 
 def add_parsers(commands: Any) -> None:
-    """Register ``generate``, ``import-lhco``, ``prepare`` and ``verify``."""
+    """Register ``generate``, ``import-lhco``, ``import-adc``, ``prepare`` and ``verify``."""
     gen = commands.add_parser(
         "generate",
         help="generate collision events with Pythia 8 and a detector response",
@@ -131,6 +156,36 @@ def add_parsers(commands: Any) -> None:
     lhco.add_argument("--chunk-rows", type=_positive, default=10_000, help="rows read at a time")
     lhco.add_argument("--max-events", type=_positive, help="read at most this many events per file")
     lhco.set_defaults(handler=_cmd_import_lhco)
+
+    adc = commands.add_parser(
+        "import-adc",
+        help="convert a CMS ADC2021 HDF5 file into an object-level dataset",
+        description="Read the 'Particles' dataset (events x 19 slots x [pT, eta, phi, class]: "
+        "MET, 4 electrons, 4 muons, 10 jets) in row chunks, check the layout (errors name file, "
+        "row and slot) and write object-level Parquet shards with splits and folds (prepare "
+        "section) and a manifest. Rerunning resumes.",
+    )
+    adc.add_argument("file", type=Path, help="the HDF5 file (one process)")
+    adc.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    adc.add_argument("--process", required=True, help="process name of every event")
+    adc.add_argument(
+        "--label", type=int, required=True, choices=[0, 1, -1],
+        help="0 background, 1 signal, -1 unknown (every event)",
+    )  # fmt: skip
+    ids = adc.add_mutually_exclusive_group()
+    ids.add_argument(
+        "--process-id", type=int, default=-1,
+        help="SM process id of every event, the positives of SupCon (default -1: unknown)",
+    )  # fmt: skip
+    ids.add_argument(
+        "--process-dataset", metavar="NAME",
+        help="a per-event integer dataset of the file holding the SM process ids",
+    )  # fmt: skip
+    adc.add_argument("--events-per-shard", type=int, default=200_000, help="rows per shard")
+    adc.add_argument("--chunk-rows", type=int, default=50_000, help="rows read at a time")
+    adc.add_argument("--max-events", type=int, help="read at most this many events")
+    add_config_options(adc)
+    adc.set_defaults(handler=_cmd_import_adc)
 
     prep = commands.add_parser(
         "prepare",

@@ -1,7 +1,8 @@
 """Arrow schemas of the on-disk formats (docs/architecture.md, "File formats"), and their checks.
 
 Raw events hold one row per collision event with the final-state particles as variable-length
-lists; prepared dijets hold fixed-size constituent arrays; embeddings hold one vector per event.
+lists; prepared dijets hold fixed-size constituent arrays; object-level events (manifest kind
+``objects``) hold 19 physics-object slots; embeddings hold one vector per event.
 """
 
 from __future__ import annotations
@@ -91,5 +92,36 @@ def embedding_schema(dim: int) -> pa.Schema:
         [
             *(base.field(name) for name in EMBEDDING_KEYS),
             pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
+        ]
+    )
+
+
+OBJECT_SLOTS = 19
+"""Slots of an object-level event: MET, 4 electrons, 4 muons, 10 jets (the CMS ADC2021 layout)."""
+OBJECT_BLOCKS = (("met", 0, 1, 1), ("electron", 1, 5, 2), ("muon", 5, 9, 3), ("jet", 9, 19, 4))
+"""(name, first slot, end slot, class id) of each block; class 0 marks an empty slot."""
+PROCESS_ID_UNKNOWN = -1
+"""The process id of an event whose SM process is not known."""
+
+
+def object_schema() -> pa.Schema:
+    """Object-level events: 19 slots of (pT [GeV], eta, phi [rad], class), each block
+    pT-ordered and zero-padded (``OBJECT_BLOCKS``), with the event's label, process name, SM
+    process id (the positives of supervised contrastive learning; -1 unknown), dataset name,
+    split and fold."""
+    slots = pa.list_(pa.float32(), OBJECT_SLOTS)
+    return pa.schema(
+        [
+            pa.field("event_id", pa.int64(), nullable=False),
+            pa.field("label", pa.int8(), nullable=False),
+            pa.field("process", pa.string(), nullable=False),
+            pa.field("process_id", pa.int16(), nullable=False),
+            pa.field("dataset", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("fold", pa.int8(), nullable=False),
+            pa.field("pt", slots, nullable=False),
+            pa.field("eta", slots, nullable=False),
+            pa.field("phi", slots, nullable=False),
+            pa.field("object_class", pa.list_(pa.int8(), OBJECT_SLOTS), nullable=False),
         ]
     )
