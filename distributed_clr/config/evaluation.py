@@ -181,8 +181,8 @@ class NPLMConfig(Section):
     the rest the data pool, from which each toy draws Poisson(``data_events``) events without
     replacement. Signal events (label 1; per process) are drawn for each toy from their own
     pool, Poisson(n) of them for an injection of n. The reference and the toys never share an
-    event; toys share events with each other when the pools are small (a warning below twice
-    the toy size)."""
+    event; toys share events with each other, and a warning says so when a toy takes more than
+    10% of the data pool."""
 
     method: NPLMMethod = "kernel"
     """'kernel': Nystrom Gaussian-kernel logistic regression (Letizia et al. 2022); 'nn': the
@@ -222,10 +222,12 @@ class NPLMConfig(Section):
     cache_mb: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
     """Kernel blocks kept between the passes of one toy, per toy in flight [MiB]; the whole
     kernel of N events takes 8 N centers bytes, and each pass recomputes what is not kept
-    (0: recompute everything). None: half the node's available memory shared by one toy per
-    core, at most 8 GiB."""
+    (0: recompute everything). None: on a CPU, half the node's available memory shared by one
+    toy per core; on a GPU, a quarter of the device's free memory times gpus_per_task; at most
+    8 GiB."""
     dtype: Literal["float64", "float32"] = "float64"
-    """Precision of the fits."""
+    """Precision of the kernel products and the Newton steps (the eigendecomposition of the
+    centres' kernel is always float64)."""
     nn_hidden: list[PositiveInt] = Field(default_factory=lambda: [8])
     """Hidden layer sizes of the 'nn' method (sigmoid units)."""
     nn_epochs: Annotated[int, Field(ge=1, le=10_000_000)] = 2_000

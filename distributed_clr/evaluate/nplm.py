@@ -14,10 +14,13 @@ Every feature set uses the same toys (the same events, drawn by the toy's seed),
 representations are compared on identical data. Toys run as Ray tasks of ``toys_per_task``
 toys (one CPU each, or a fraction of a GPU); each finished task's toys are written to
 ``partial-<digest>/`` at once, so a rerun of an interrupted evaluation with the same settings
-only runs the missing toys.
+only runs the missing toys (the digest leaves out ``RUN_ONLY`` settings such as the task size
+or the device, which do not change a toy; partial results of other settings are removed).
 
 Outputs: ``toys.parquet`` (one row per toy: feature_set, toy, kind null/signal, process,
-n_signal (expected), n_signal_drawn, n_background, t, seed, seconds, and the fit's steps),
+n_signal (expected), n_signal_drawn, n_background, t, seed, seconds, the fit's steps and
+conjugate-gradient iterations, and rank: the Nystrom directions kept, or the network's
+parameters),
 ``summary.json``, ``plots/nplm_t0_<set>.png`` (null t with the fitted chi2),
 ``plots/nplm_t_<set>.png`` (t of every injection), ``plots/nplm_power.png`` (power against
 the injected amount), and an MLflow child run of the encoder's run with metrics
@@ -100,6 +103,7 @@ TOY_SCHEMA = pa.schema(
         ("seconds", pa.float64()),
         ("steps", pa.int64()),
         ("cg_iterations", pa.int64()),
+        ("rank", pa.int64()),
     ]
 )
 
@@ -261,11 +265,18 @@ AUTO_CACHE_CAP = 8 * 2**30
 """The largest kernel cache ``cache_bytes`` chooses by itself."""
 
 
-def cache_bytes(config: NPLMConfig) -> int:
-    """The kernel cache of one toy: ``nplm.cache_mb``, or (None) half of this node's available
-    memory divided by its cores (one toy in flight per core), at most ``AUTO_CACHE_CAP``."""
+def cache_bytes(config: NPLMConfig, device: str = "cpu") -> int:
+    """The kernel cache of one toy: ``nplm.cache_mb``, or (None) on a GPU a quarter of the
+    device's free memory times ``gpus_per_task`` (the toys sharing it), on a CPU half of this
+    node's available memory divided by its cores (one toy in flight per core); at most
+    ``AUTO_CACHE_CAP``."""
     if config.cache_mb is not None:
         return config.cache_mb * 2**20
+    if device != "cpu":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info()
+        return int(min(AUTO_CACHE_CAP, free * config.gpus_per_task / 4))
     try:
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -307,9 +318,9 @@ def run_toys(
                     centres=config.centers, sigma=sigma, lam=config.lam, seed=fit_seed,
                     newton_steps=config.newton_steps, cg_tol=config.cg_tol,
                     cg_max_iter=config.cg_max_iter, block=config.block,
-                    cache_bytes=cache_bytes(config), dtype=dtype, device=device,
+                    cache_bytes=cache_bytes(config, device), dtype=dtype, device=device,
                 )  # fmt: skip
-                t, seconds = kernel.t, kernel.seconds
+                t, seconds, rank = kernel.t, kernel.seconds, kernel.rank
                 steps, iterations = kernel.newton_steps, sum(kernel.cg_iterations)
             else:
                 network = nn_statistic(
@@ -318,8 +329,15 @@ def run_toys(
                     clip=config.nn_clip, seed=fit_seed, dtype=dtype, device=device,
                 )  # fmt: skip
                 t, seconds, steps, iterations = network.t, network.seconds, network.epochs, 0
+                rank = network.parameters
         except NPLMInputError as err:
             raise EvaluationError(f"NPLM toy {spec.toy} ({feature_set}): {err}") from err
+        if not math.isfinite(t):
+            raise EvaluationError(
+                f"NPLM toy {spec.toy} ({feature_set}, {spec.kind} {spec.process}, seed "
+                f"{spec.seed}) gave t = {t}: the fit diverged; try nplm.dtype=float64, a larger "
+                "nplm.lam or nplm.sigma"
+            )
         rows.append(
             {
                 "feature_set": feature_set,
@@ -334,6 +352,7 @@ def run_toys(
                 "seconds": seconds,
                 "steps": steps,
                 "cg_iterations": iterations,
+                "rank": rank,
             }
         )
     return rows
@@ -366,15 +385,27 @@ def _use_gpu(config: NPLMConfig) -> bool:
     return config.device == "cuda" or (config.device == "auto" and gpus > 0)
 
 
-def _partial_rows(directory: Path) -> dict[str, list[dict[str, Any]]]:
-    """The toys of every finished task, by part name."""
-    found: dict[str, list[dict[str, Any]]] = {}
+def _partial_rows(directory: Path) -> list[dict[str, Any]]:
+    """The toys of every finished task (an unreadable part is ignored and redone)."""
+    rows: list[dict[str, Any]] = []
     for path in sorted(directory.glob("part-*.parquet")):
         try:
-            found[path.stem] = pq.read_table(path).to_pylist()
+            rows.extend(pq.read_table(path).to_pylist())
         except (OSError, pa.ArrowInvalid):
             log.warning("ignoring the unreadable partial result %s", path)
-    return found
+    return rows
+
+
+RUN_ONLY = ("toys_per_task", "device", "gpus_per_task", "cache_mb", "z_alphas")
+"""Settings that change how or where toys run, or only the summary, not any toy's t: left
+out of the digest that names the partial results."""
+
+
+def partial_digest(identity: Mapping[str, Any]) -> str:
+    """The digest of what determines the toys: the evaluation's identity without
+    ``RUN_ONLY`` settings."""
+    settings = {k: v for k, v in identity["evaluate"].items() if k not in RUN_ONLY}
+    return _digest({**identity, "evaluate": settings})
 
 
 def _run_all(
@@ -394,10 +425,14 @@ def _run_all(
 
     from distributed_clr.runtime import init_ray, unwrap_ray_error
 
+    for stale in partial.parent.glob("partial-*"):
+        if stale != partial and stale.is_dir():
+            log.info("removing %s, the partial toys of other settings", stale)
+            shutil.rmtree(stale, ignore_errors=True)
     partial.mkdir(parents=True, exist_ok=True)
-    done = _partial_rows(partial)
-    rows = [row for part in done.values() for row in part]
-    if done:
+    rows = _partial_rows(partial)
+    done = {(row["feature_set"], row["toy"]) for row in rows}
+    if rows:
         log.info("resuming: %d toys already finished in %s", len(rows), partial)
     init_ray(ray_config)
     gpu = _use_gpu(config)
@@ -439,11 +474,10 @@ def _run_all(
         )
         reference_ref, pool_ref = ray.put(reference), ray.put(data_pool)
         signal_ref = ray.put(dict(zip(pools.signal, signals, strict=True)))
-        for start in range(0, len(specs), config.toys_per_task):
-            name = f"part-{feature_set}-{start // config.toys_per_task:06d}"
-            if name in done:
-                continue
-            chunk = list(specs[start : start + config.toys_per_task])
+        todo = [spec for spec in specs if (feature_set, spec.toy) not in done]
+        for start in range(0, len(todo), config.toys_per_task):
+            chunk = todo[start : start + config.toys_per_task]
+            name = f"part-{feature_set}-{chunk[0].toy:06d}-{chunk[-1].toy:06d}"
             ref = task.remote(
                 chunk, feature_set, reference_ref, pool_ref, signal_ref, config, sigma, device
             )
@@ -454,7 +488,9 @@ def _run_all(
             name = pending.pop(ready[0])
             try:
                 finished = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as err:
+            except ray.exceptions.RayError as err:
+                # A task's exception, a worker or node lost, an out-of-memory kill: stop the
+                # rest; the finished toys stay for a rerun.
                 for ref in pending:
                     ray.cancel(ref)
                 cause = unwrap_ray_error(err)
@@ -575,7 +611,7 @@ def nplm(
     label = f"nplm-{config.method}"
     splits = list(config.splits) if config.splits is not None else ["all"]
     identity = evaluation_identity(label, config, source, data, splits, parent)
-    digest = _digest(identity)
+    digest = partial_digest(identity)
 
     def compute() -> dict[str, Any]:
         inputs = load_inputs(

@@ -8,8 +8,8 @@
 * ``p_values(t, t0, dof)``: the asymptotic p-value chi2(dof).sf(t) and the empirical one,
   (1 + #{t0 >= t}) / (1 + N0), which can never be below 1 / (1 + N0): with N0 null toys the
   empirical significance is capped at Phi^-1(1 - 1 / (1 + N0)) (2.6 for 100 toys).
-* ``significance(p)``: Z = Phi^-1(1 - p), finite for p in (0, 1] (p = 0 gives the largest
-  finite Z of float64, 37.5).
+* ``significance(p)``: Z = Phi^-1(1 - p), finite for every p in [0, 1] (p is floored at
+  ``P_FLOOR`` = 1e-300, Z = 37.05).
 * ``power(z, thresholds)``: the fraction of toys with Z > Z_alpha and its Clopper-Pearson
   interval (68% by default).
 """
@@ -52,7 +52,8 @@ def chi2_calibration(t0: npt.ArrayLike) -> dict[str, Any]:
     """Degrees of freedom of the null distribution and how well chi2 describes it.
 
     Returns:
-        {"toys", "dof" (mean of t0), "dof_fit" (maximum likelihood, location 0, scale 1),
+        {"toys", "dof" (mean of t0), "dof_fit" (maximum likelihood, location 0, scale 1, on
+        the positive t0 only: biased low when some t0 are negative),
         "dispersion" (var(t0) / 2 dof), "ks_pvalue" (t0 against chi2(dof)), "t0_mean",
         "t0_std", "t0_median"}; with fewer than two toys, or a non-positive mean, the fit, the
         dispersion and the KS p-value are NaN.
@@ -83,12 +84,12 @@ def chi2_calibration(t0: npt.ArrayLike) -> dict[str, Any]:
 def p_values(
     t: npt.ArrayLike, t0: npt.ArrayLike, dof: float
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(asymptotic, empirical) p-values of each t (module docstring)."""
+    """(asymptotic, empirical) p-values of each t (module docstring); NaN for a NaN t."""
     values = np.asarray(t, dtype=np.float64)
     null = np.sort(_finite(t0, "the null statistics t0"))
     asymptotic = stats.chi2.sf(values, dof) if dof > 0 else np.full(values.shape, math.nan)
     at_least = len(null) - np.searchsorted(null, values, side="left")
-    empirical = (1.0 + at_least) / (1.0 + len(null))
+    empirical = np.where(np.isnan(values), np.nan, (1.0 + at_least) / (1.0 + len(null)))
     return np.asarray(asymptotic, dtype=np.float64), empirical.astype(np.float64)
 
 

@@ -43,6 +43,7 @@ deviation (``standardise``).
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -52,6 +53,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import torch
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "EIGEN_FLOOR",
@@ -414,12 +417,16 @@ def kernel_statistic(
     centre_points = points[torch.as_tensor(chosen, device=device)]
     kernel = KernelMatrix(points, centre_points, sigma, block, cache_bytes)
 
-    # alpha = T beta with T = U_r Lambda_r^(-1/2): the penalty becomes lam |beta|^2.
-    eigenvalues, vectors = torch.linalg.eigh(centre_kernel(centre_points, sigma))
-    floor = EIGEN_FLOOR * len(eigenvalues) * torch.finfo(dtype).eps
+    # alpha = T beta with T = U_r Lambda_r^(-1/2): the penalty becomes lam |beta|^2. The
+    # eigendecomposition is always float64 (in float32 its rounding would drop most of the
+    # basis), then cast to the working precision.
+    centres64 = centre_points.to(torch.float64)
+    eigenvalues, vectors = torch.linalg.eigh(centre_kernel(centres64, sigma))
+    floor = EIGEN_FLOOR * len(eigenvalues) * torch.finfo(torch.float64).eps
     keep = eigenvalues > floor * float(eigenvalues[-1])
     eigenvalues, vectors = eigenvalues[keep], vectors[:, keep]
-    transform = vectors / torch.sqrt(eigenvalues)
+    transform = (vectors / torch.sqrt(eigenvalues)).to(dtype)
+    eigenvalues = eigenvalues.to(dtype)
     m = len(centre_points)
 
     beta = torch.zeros(len(eigenvalues), dtype=dtype, device=device)
@@ -444,21 +451,38 @@ def kernel_statistic(
         iterations.append(its)
         decrement = float(-(gradient @ step))
         direction = kernel.matvec(transform @ step)
+        if its >= cg_max_iter:
+            log.warning(
+                "NPLM: the conjugate gradient of Newton step %d stopped at cg_max_iter = %d "
+                "before reaching cg_tol = %g",
+                newton + 1,
+                cg_max_iter,
+                tol,
+            )
         scale = 1.0
+        descended = True
         while True:
             trial_beta = beta + scale * step
             trial_f = f + scale * direction
             loss, grad_trial, curvature_trial = _logistic_terms(trial_f, label, point_weight)
             trial = float(loss.sum()) / n + lam * float(trial_beta @ trial_beta)
-            # The paper's single step is taken in full; 'converge' damps a step that does not
-            # descend (halving it, at most 30 times).
-            if newton_steps != "converge" or trial <= objective or scale < 1e-9:
+            # The paper's single step is taken in full; 'converge' halves a step that does not
+            # descend, at most 30 times, and stops where no descent is left.
+            if newton_steps != "converge" or trial <= objective:
+                break
+            if scale < 1e-9:
+                descended = False
                 break
             scale *= 0.5
+        if not descended:
+            break
         beta, f, objective = trial_beta, trial_f, trial
         grad_f, curvature = grad_trial, curvature_trial
         if newton_steps == "converge" and decrement * scale < 1e-13 * max(1.0, abs(objective)):
             break
+    else:
+        if newton_steps == "converge":
+            log.warning("NPLM: 'converge' stopped at %d Newton steps", CONVERGE_MAX_STEPS)
     alpha = (transform @ beta).cpu().numpy()
     f_data, f_ref = f[:n_data], f[n_data:]
     return KernelSolution(

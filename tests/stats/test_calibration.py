@@ -36,6 +36,8 @@ def test_p_values_asymptotic_and_empirical() -> None:
     np.testing.assert_allclose(asymptotic, stats.chi2(3).sf([2.0, 10.0, 0.0]))
     # (1 + #{t0 >= t}) / (1 + N0): 3 of 4 at or above 2; none above 10 (the cap); all above 0.
     np.testing.assert_allclose(empirical, [4 / 5, 1 / 5, 5 / 5])
+    # A failed fit (NaN) is no evidence of anything.
+    assert np.isnan(p_values([np.nan], t0, dof=3.0)).all()
 
 
 def test_significance_is_the_one_sided_gaussian_quantile() -> None:

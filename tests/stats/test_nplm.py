@@ -196,6 +196,19 @@ def test_network_statistic_rises_with_the_planted_signal() -> None:
     assert np.median(signal) > np.median(null) + 20, (null, signal)
 
 
+def test_float32_keeps_the_basis_and_the_statistic() -> None:
+    rng = np.random.default_rng(12)
+    reference = rng.normal(size=(3000, 8))
+    data = np.concatenate([rng.normal(size=(600, 8)), rng.normal(1.0, 0.3, size=(60, 8))])
+    ref, (dat,), _ = standardise(reference, data)
+    sigma = default_sigma(ref, 0)
+    settings = {"centres": 300, "sigma": sigma, "lam": 1e-6, "seed": 0}
+    double = kernel_statistic(ref, dat, 0.2, **settings)  # type: ignore[arg-type]
+    single = kernel_statistic(ref, dat, 0.2, dtype=torch.float32, **settings)  # type: ignore[arg-type]
+    assert single.rank == double.rank == 300
+    assert single.t == pytest.approx(double.t, rel=0.05)
+
+
 def test_default_sigma_is_the_quantile_of_pairwise_distances() -> None:
     rng = np.random.default_rng(9)
     x = rng.normal(size=(300, 3))
