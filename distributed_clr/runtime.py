@@ -5,6 +5,8 @@
 * ``units_that_fit`` is the one resource check: how many copies of a unit of work (a training
   run's workers, a sweep's trial) fit on the cluster next to the CPU Ray Data needs to read
   shards; a clear ``ResourceError`` when not even one does.
+* ``as_completed`` is the one loop over Ray tasks: results as each task finishes, and on a
+  failure the rest cancelled and the task's own ``UserError`` raised as it was.
 * ``storage_root`` and ``join`` handle storage locations that are local paths or URIs
   (``s3://...``, ``gs://...``): local paths become absolute, since Ray workers run in other
   directories.
@@ -14,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 from distributed_clr.config.schema import RayConfig
 from distributed_clr.errors import UserError
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DATA_CPUS",
     "ResourceError",
+    "as_completed",
     "init_ray",
     "join",
     "storage_root",
@@ -166,6 +170,38 @@ def unwrap_ray_error(err: BaseException) -> BaseException:
         pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
         pending += list(getattr(current, "worker_failures", {}).values())
     return err
+
+
+K = TypeVar("K")
+
+
+def as_completed(
+    pending: dict[Any, K], failed: Callable[[K, BaseException], Exception] | None = None
+) -> Iterator[tuple[K, Any]]:
+    """(key, result) of each Ray task in ``pending`` ({object ref: key}) as it finishes.
+
+    When a task fails (its exception, a lost worker or node, an out-of-memory kill), every
+    task still pending is cancelled; a ``UserError`` raised inside the task is raised as it
+    was (``unwrap_ray_error``), anything else as ``failed(key, error)`` chained to the error,
+    or unchanged without ``failed``. ``pending`` is emptied as tasks finish.
+    """
+    import ray
+
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        key = pending.pop(ready[0])
+        try:
+            result = ray.get(ready[0])
+        except Exception as err:
+            for ref in pending:
+                ray.cancel(ref)
+            cause = unwrap_ray_error(err)
+            if isinstance(cause, UserError):
+                raise cause from None
+            if failed is None:
+                raise
+            raise failed(key, err) from err
+        yield key, result
 
 
 def _is_ray_wrapper(err: BaseException) -> bool:

@@ -22,7 +22,6 @@ import numpy as np
 from distributed_clr.config.errors import ConfigError
 from distributed_clr.config.schema import GenerateConfig, RayConfig
 from distributed_clr.crashpoints import crash_point
-from distributed_clr.errors import UserError
 from distributed_clr.physics.particles import to_arrow
 from distributed_clr.physics.pythia import GenerationError, generate_events, pythia_settings
 from distributed_clr.progress import progress
@@ -130,7 +129,7 @@ def generate(config: GenerateConfig, out: Path, ray_config: RayConfig) -> Manife
     """Generate a raw-event dataset into ``out`` (resuming a previous, interrupted run)."""
     import ray
 
-    from distributed_clr.runtime import init_ray, unwrap_ray_error
+    from distributed_clr.runtime import as_completed, init_ray
 
     if config.shards > MAX_SHARDS:
         raise ConfigError(f"at most {MAX_SHARDS} shards, got {config.shards}")
@@ -158,21 +157,14 @@ def generate(config: GenerateConfig, out: Path, ray_config: RayConfig) -> Manife
         staging = staging_area(out)
         task = ray.remote(num_cpus=1, max_retries=1)(generate_shard)
         pending = {task.remote(config, i, counts[i], str(staging)): i for i in todo}
+
+        def failed(index: int, err: BaseException) -> Exception:
+            return GenerationError(f"generating shard {index} failed: {err}")
+
         with progress(
             total=config.events, initial=manifest.rows, desc=f"generate {config.process}", unit="ev"
         ) as bar:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                index = pending.pop(ready[0])
-                try:
-                    record = ray.get(ready[0])
-                except ray.exceptions.RayTaskError as err:
-                    for ref in pending:
-                        ray.cancel(ref)
-                    cause = unwrap_ray_error(err)
-                    if isinstance(cause, UserError):
-                        raise cause from None
-                    raise GenerationError(f"generating shard {index} failed: {err}") from err
+            for index, record in as_completed(pending, failed):
                 publish(out, manifest, staging / record.file, record)
                 bar.update(record.rows)
                 log.info(

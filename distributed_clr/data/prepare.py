@@ -31,7 +31,6 @@ import pyarrow.parquet as pq
 from distributed_clr.config.schema import PrepareConfig, RayConfig
 from distributed_clr.crashpoints import crash_point
 from distributed_clr.data.dijets import CutFlow, select_dijets
-from distributed_clr.errors import UserError
 from distributed_clr.progress import progress
 from distributed_clr.storage.files import write_parquet_atomic
 from distributed_clr.storage.formats import RAW_SCHEMA, check_schema
@@ -189,7 +188,7 @@ def _run_units(
 ) -> None:
     import ray
 
-    from distributed_clr.runtime import init_ray, unwrap_ray_error
+    from distributed_clr.runtime import as_completed, init_ray
 
     init_ray(ray_config)
     staging = staging_area(out)
@@ -197,18 +196,7 @@ def _run_units(
     refs = {task.remote(u, config, str(staging)): u for u in pending}
     initial = total - sum(u.rows for u in pending)
     with progress(total=total, initial=initial, desc="prepare", unit="ev") as bar:
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
-            unit = refs.pop(ready[0])
-            try:
-                record = ray.get(ready[0])
-            except Exception as err:
-                for ref in refs:
-                    ray.cancel(ref)
-                cause = unwrap_ray_error(err)
-                if isinstance(cause, UserError):
-                    raise cause from None
-                raise
+        for unit, record in as_completed(refs):
             done[unit.name] = {
                 "dataset": unit.dataset,
                 "source": f"{unit.dataset}/{unit.path.name}",

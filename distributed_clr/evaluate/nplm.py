@@ -48,7 +48,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distributed_clr.config.schema import NPLMConfig, RayConfig, TrackingConfig
-from distributed_clr.errors import UserError
 from distributed_clr.evaluate.errors import EvaluationError
 from distributed_clr.evaluate.inputs import EvaluationInputs, load_inputs
 from distributed_clr.evaluate.plots import plot_nplm_null, plot_nplm_power, plot_nplm_statistics
@@ -423,7 +422,7 @@ def _run_all(
     """
     import ray
 
-    from distributed_clr.runtime import init_ray, unwrap_ray_error
+    from distributed_clr.runtime import as_completed, init_ray
 
     for stale in partial.parent.glob("partial-*"):
         if stale != partial and stale.is_dir():
@@ -482,21 +481,13 @@ def _run_all(
                 chunk, feature_set, reference_ref, pool_ref, signal_ref, config, sigma, device
             )
             pending[ref] = name
+
+    def failed(name: str, err: BaseException) -> Exception:
+        # The finished toys stay in ``partial`` for a rerun.
+        return EvaluationError(f"NPLM toys {name} failed: {err}")
+
     with progress(total=total, initial=len(rows), desc="NPLM toys", unit="toy") as bar:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            name = pending.pop(ready[0])
-            try:
-                finished = ray.get(ready[0])
-            except ray.exceptions.RayError as err:
-                # A task's exception, a worker or node lost, an out-of-memory kill: stop the
-                # rest; the finished toys stay for a rerun.
-                for ref in pending:
-                    ray.cancel(ref)
-                cause = unwrap_ray_error(err)
-                if isinstance(cause, UserError):
-                    raise cause from None
-                raise EvaluationError(f"NPLM toys {name} failed: {err}") from err
+        for name, finished in as_completed(pending, failed):
             write_parquet_atomic(
                 pa.Table.from_pylist(finished, schema=TOY_SCHEMA), partial / f"{name}.parquet"
             )
