@@ -21,7 +21,6 @@ written as one shard of ``storage.formats.object_schema`` with its split and fol
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from distributed_clr.config.schema import PrepareConfig
+from distributed_clr.data.hdf5 import check_positive, decode_strings, open_hdf5, row_chunks
 from distributed_clr.data.splits import assign_splits
 from distributed_clr.errors import UserError
 from distributed_clr.progress import progress
@@ -138,16 +138,7 @@ def check_objects(values: npt.NDArray[Any], path: Path, first_row: int) -> npt.N
 
 
 def _strings(handle: Any, name: str) -> list[str] | None:
-    if name not in handle:
-        return None
-    return [
-        v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(handle[name]).ravel()
-    ]
-
-
-def _chunks(total: int, size: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, total, size):
-        yield start, min(start + size, total)
+    return decode_strings(np.asarray(handle[name]).ravel()) if name in handle else None
 
 
 def _particles(handle: Any, path: Path) -> Any:
@@ -214,22 +205,17 @@ def import_adc(
     Raises:
         ADCFormatError: a missing or malformed file (naming file, row and slot).
     """
-    import h5py
-
     if label not in (LABEL_BACKGROUND, LABEL_SIGNAL, LABEL_UNKNOWN):
         raise ADCFormatError(f"the label must be 0, 1 or -1, got {label}")
-    for name, value in (
-        ("events_per_shard", events_per_shard),
-        ("chunk_rows", chunk_rows),
-        ("max_events", max_events),
-    ):
-        if value is not None and value <= 0:
-            raise ADCFormatError(f"{name.replace('_', '-')} must be positive, got {value}")
+    check_positive(
+        ADCFormatError,
+        events_per_shard=events_per_shard,
+        chunk_rows=chunk_rows,
+        max_events=max_events,
+    )
     if not process:
         raise ADCFormatError("the process name must not be empty")
     path = Path(file)
-    if not path.is_file():
-        raise ADCFormatError(f"no such file: {path}")
     prepare = prepare or PrepareConfig()
     config = {
         "file": str(path.resolve()),
@@ -246,11 +232,7 @@ def import_adc(
             "split_salt": prepare.split_salt,
         },
     }
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise ADCFormatError(f"{path}: not a readable HDF5 file ({err})") from err
-    with handle:
+    with open_hdf5(path, ADCFormatError) as handle:
         particles = _particles(handle, path)
         total = particles.shape[0] if max_events is None else min(particles.shape[0], max_events)
         ids = _process_ids(handle, process_dataset, particles.shape[0], path)
@@ -267,13 +249,13 @@ def import_adc(
         done = {s.file for s in manifest.shards}
         dataset = f"adc-{process}"
         with progress(total=total, desc=f"import {path.name}", unit="ev") as bar:
-            for shard_index, (s0, s1) in enumerate(_chunks(total, events_per_shard)):
+            for shard_index, (s0, s1) in enumerate(row_chunks(total, events_per_shard)):
                 name = f"objects-{shard_index:05d}.parquet"
                 if name in done:
                     bar.update(s1 - s0)
                     continue
                 parts = []
-                for c0, c1 in _chunks(s1 - s0, chunk_rows):
+                for c0, c1 in row_chunks(s1 - s0, chunk_rows):
                     rows = np.asarray(particles[s0 + c0 : s0 + c1])
                     classes = check_objects(rows, path, s0 + c0)
                     if ids is None:

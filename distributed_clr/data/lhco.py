@@ -17,7 +17,7 @@ Both are read with h5py in row chunks, so memory stays bounded whatever the file
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from distributed_clr.data.hdf5 import check_positive, decode_strings, open_hdf5, row_chunks
 from distributed_clr.errors import UserError
 from distributed_clr.physics.particles import Particles, to_arrow
 from distributed_clr.progress import progress
@@ -59,10 +60,6 @@ class _Layout:
     kind: str  # "fixed" or "table"
     blocks: list[tuple[str, npt.NDArray[np.int64]]]
     """(dataset or field name, positions of its columns in the frame) per dtype block."""
-
-
-def _names(values: Any) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).tolist()]
 
 
 def _find_group(handle: Any, key: str | None, path: Path) -> Any:
@@ -100,12 +97,12 @@ def _layout(group: Any, path: Path) -> _Layout:
             start += width
         return _Layout(int(table.shape[0]), start, "table", blocks)
     if "axis0" in group and "block0_values" in group:  # pandas 'fixed' storage
-        columns = _names(group["axis0"][()])
+        columns = decode_strings(group["axis0"][()])
         where = {name: i for i, name in enumerate(columns)}
         blocks = []
         k = 0
         while f"block{k}_values" in group:
-            items = _names(group[f"block{k}_items"][()])
+            items = decode_strings(group[f"block{k}_items"][()])
             blocks.append((f"block{k}_values", np.array([where[n] for n in items], np.int64)))
             k += 1
         rows = int(group["block0_values"].shape[0])
@@ -181,11 +178,6 @@ def _strip_padding(values: npt.NDArray[np.float64], path: Path, start: int) -> P
     )
 
 
-def _chunks(total: int, size: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, total, size):
-        yield start, min(start + size, total)
-
-
 def import_lhco(
     files: Sequence[Path],
     out: Path,
@@ -202,15 +194,12 @@ def import_lhco(
     ``label`` overrides the labels of every event (e.g. 1 for a signal-only file without a label
     column); ``max_events`` caps the events read from each file. Rerunning resumes.
     """
-    import h5py
-
-    for name, value in (
-        ("events_per_shard", events_per_shard),
-        ("chunk_rows", chunk_rows),
-        ("max_events", max_events),
-    ):
-        if value is not None and value <= 0:
-            raise LHCOFormatError(f"{name.replace('_', '-')} must be positive, got {value}")
+    check_positive(
+        LHCOFormatError,
+        events_per_shard=events_per_shard,
+        chunk_rows=chunk_rows,
+        max_events=max_events,
+    )
     files = [Path(f) for f in files]
     for path in files:
         if not path.is_file():
@@ -229,11 +218,7 @@ def import_lhco(
     per_file: list[dict[str, Any]] = []
 
     for ordinal, path in enumerate(files):
-        try:
-            handle = h5py.File(path, "r")
-        except OSError as err:
-            raise LHCOFormatError(f"{path}: not a readable HDF5 file ({err})") from err
-        with handle:
+        with open_hdf5(path, LHCOFormatError) as handle:
             group = _find_group(handle, key, path)
             layout = _layout(group, path)
             _check_numeric(group, layout, path)
@@ -243,13 +228,13 @@ def import_lhco(
                 "%s: %d events, %d columns, %s storage", path, rows, layout.columns, layout.kind
             )
             with progress(total=rows, desc=f"import {path.name}", unit="ev") as bar:
-                for shard_index, (s0, s1) in enumerate(_chunks(rows, events_per_shard)):
+                for shard_index, (s0, s1) in enumerate(row_chunks(rows, events_per_shard)):
                     name = f"shard-{ordinal:03d}-{shard_index:05d}.parquet"
                     if name in done:
                         bar.update(s1 - s0)
                         continue
                     tables = []
-                    for c0, c1 in _chunks(s1 - s0, chunk_rows):
+                    for c0, c1 in row_chunks(s1 - s0, chunk_rows):
                         values = _read_rows(group, layout, s0 + c0, s0 + c1)
                         particle_values, labels = _split_label(values, path, s0 + c0, label)
                         particles = _strip_padding(particle_values, path, s0 + c0)
