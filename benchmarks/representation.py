@@ -170,30 +170,37 @@ class Bench:
         self.timings[label] = self.timings.get(label, 0.0) + time.perf_counter() - start
 
     def latent(
-        self, checkpoint: Path, where: Path, feature_sets: list[str], run_id: str | None
+        self,
+        checkpoint: Path,
+        where: Path,
+        feature_sets: list[str],
+        run_id: str | None,
+        config: RunConfig | None = None,
     ) -> dict[str, Any]:
-        """Embed the train and test splits with ``checkpoint`` and classify them."""
+        """Embed the train and test splits with ``checkpoint`` and classify them (with the
+        benchmark's config, or ``config`` for a variant such as another latent size)."""
+        config = config or self.config
         start = time.perf_counter()
         embed(
             checkpoint,
             self.data,
             where / "embeddings",
-            self.config.ray,
+            config.ray,
             splits=["train", "test"],
             representation=self.representation,
         )
         self._timed("embed", start)
         start = time.perf_counter()
-        evaluate = self.config.evaluate.model_copy(update={"feature_sets": feature_sets})
+        evaluate = config.evaluate.model_copy(update={"feature_sets": feature_sets})
         summary = classify(
             evaluate,
             where / "embeddings",
             self.data,
             where / "classify",
-            model=self.config.model,
+            model=config.model,
             mlflow_run_id=run_id,
-            tracking=self.config.tracking,
-            sample=self.config.sample,
+            tracking=config.tracking,
+            sample=config.sample,
         )
         self._timed("classify", start)
         return summary
@@ -308,15 +315,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result = bench.pretrain(sized, f"d{size}")
             where = out / "latent" / str(size)
             scored = bench.latent(
-                Path(result.best_checkpoint), where / "trained", ["latent"], result.mlflow_run_id
-            )
-            sized_bench = Bench(sized, data, out, args.representation)
+                Path(result.best_checkpoint), where / "trained", ["latent"], result.mlflow_run_id,
+                sized,
+            )  # fmt: skip
             initial_sized = untrained(sized, data, where / "untrained" / "checkpoint")
-            scored_base = sized_bench.latent(
-                initial_sized, where / "untrained", ["latent"], result.mlflow_run_id
+            scored_base = bench.latent(
+                initial_sized, where / "untrained", ["latent"], result.mlflow_run_id, sized
             )
-            for label, seconds in sized_bench.timings.items():
-                bench.timings[label] = bench.timings.get(label, 0.0) + seconds
             results["latent"][size] = {
                 "trained": _scores(scored, "latent"),
                 "untrained": _scores(scored_base, "latent"),

@@ -29,9 +29,7 @@ the injected amount), and an MLflow child run of the encoder's run with metrics
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import logging
 import math
 import os
@@ -63,7 +61,13 @@ from distributed_clr.evaluate.report import (
 from distributed_clr.progress import progress
 from distributed_clr.sampling import draw_order
 from distributed_clr.seeds import derive_seed
-from distributed_clr.stats.calibration import chi2_calibration, p_values, power, significance
+from distributed_clr.stats.calibration import (
+    chi2_calibration,
+    gaussian_tail,
+    p_values,
+    power,
+    significance,
+)
 from distributed_clr.stats.nplm import (
     NPLMInputError,
     default_sigma,
@@ -71,7 +75,7 @@ from distributed_clr.stats.nplm import (
     nn_statistic,
     standardise,
 )
-from distributed_clr.storage.files import write_parquet_atomic
+from distributed_clr.storage.files import json_digest, write_parquet_atomic
 from distributed_clr.storage.verify import VerifyLevel
 
 log = logging.getLogger(__name__)
@@ -404,7 +408,7 @@ def partial_digest(identity: Mapping[str, Any]) -> str:
     """The digest of what determines the toys: the evaluation's identity without
     ``RUN_ONLY`` settings."""
     settings = {k: v for k, v in identity["evaluate"].items() if k not in RUN_ONLY}
-    return _digest({**identity, "evaluate": settings})
+    return json_digest({**identity, "evaluate": settings})
 
 
 def _run_all(
@@ -512,7 +516,7 @@ def _summarise(
     z0 = significance(p0)
     null = {}
     for z in NULL_Z:
-        tail = significance_tail(z)
+        tail = gaussian_tail(z)
         null[f"{z:g}"] = {
             "fraction": float((z0 > z).mean()),
             "expected": tail,
@@ -558,11 +562,6 @@ def _summarise(
         "signals": signals,
     }
     return summary, metrics, {"t0": t0, "dof": dof, "signals": curves}
-
-
-def significance_tail(z: float) -> float:
-    """P(Z > z) of a standard normal."""
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
 def nplm(
@@ -667,8 +666,3 @@ def nplm(
         return written
 
     return recorded(out, identity, compute, table_file=TOYS)
-
-
-def _digest(identity: Mapping[str, Any]) -> str:
-    text = json.dumps(identity, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]

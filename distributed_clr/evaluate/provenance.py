@@ -17,8 +17,6 @@ attach to, there is no run and only files are written.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from distributed_clr.config import to_flat_dict, to_yaml
 from distributed_clr.config.load import RESUMABLE_CHANGES
 from distributed_clr.config.schema import EvaluateConfig, NPLMConfig, RunConfig, TrackingConfig
 from distributed_clr.evaluate.errors import EvaluationError
-from distributed_clr.storage.files import sha256_file
+from distributed_clr.storage.files import json_digest, sha256_file
 from distributed_clr.storage.manifest import Manifest, require_complete
 from distributed_clr.tracking import Kind, RunHandle, TrackingError, tracking_uri
 
@@ -119,12 +117,15 @@ def run_name(
     parent: RunHandle, label: str, config: EvaluateConfig | NPLMConfig, identity: Mapping[str, Any]
 ) -> str:
     """``<parent name>-<label>-<digest>``, the digest of the settings and ``identity``."""
-    digest = hashlib.sha256(
-        json.dumps(
-            {"evaluate": config.model_dump(mode="json"), **identity}, sort_keys=True, default=str
-        ).encode()
-    ).hexdigest()[:8]
+    digest = json_digest({"evaluate": config.model_dump(mode="json"), **identity}, length=8)
     return f"{parent.name}-{label}-{digest}"
+
+
+def _section(config: EvaluateConfig | NPLMConfig) -> str:
+    """The name of the run-config section whose type ``config`` has."""
+    return next(
+        name for name, field in RunConfig.model_fields.items() if field.annotation is type(config)
+    )
 
 
 def open_evaluation_run(
@@ -142,8 +143,7 @@ def open_evaluation_run(
         update={"uri": parent.uri, "experiment": parent.experiment_name}
     )
     base = source.run_config or RunConfig()
-    section = "nplm" if isinstance(config, NPLMConfig) else "evaluate"
-    run_config = base.model_copy(update={section: config, "tracking": run_tracking})
+    run_config = base.model_copy(update={_section(config): config, "tracking": run_tracking})
     try:
         run = RunHandle.open(
             run_tracking,

@@ -13,6 +13,7 @@ from distributed_clr.stats.bootstrap import BOOTSTRAP_LEVEL, bootstrap_intervals
 from distributed_clr.stats.calibration import (
     chi2_calibration,
     clopper_pearson,
+    gaussian_tail,
     p_values,
     power,
     significance,
@@ -48,6 +49,7 @@ __all__ = [
     "clopper_pearson",
     "dijet_expected_counts",
     "fit_dijet_function",
+    "gaussian_tail",
     "json_safe",
     "local_significance",
     "p_values",

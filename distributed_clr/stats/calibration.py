@@ -8,8 +8,8 @@
 * ``p_values(t, t0, dof)``: the asymptotic p-value chi2(dof).sf(t) and the empirical one,
   (1 + #{t0 >= t}) / (1 + N0), which can never be below 1 / (1 + N0): with N0 null toys the
   empirical significance is capped at Phi^-1(1 - 1 / (1 + N0)) (2.6 for 100 toys).
-* ``significance(p)``: Z = Phi^-1(1 - p), finite for every p in [0, 1] (p is floored at
-  ``P_FLOOR`` = 1e-300, Z = 37.05).
+* ``significance(p)`` and its inverse ``gaussian_tail(z)``: Z = Phi^-1(1 - p), finite for
+  every p in [0, 1] (p is floored at ``P_FLOOR`` = 1e-300, Z = 37.05).
 * ``power(z, thresholds)``: the fraction of toys with Z > Z_alpha and its Clopper-Pearson
   interval (68% by default).
 """
@@ -28,6 +28,7 @@ __all__ = [
     "POWER_LEVEL",
     "chi2_calibration",
     "clopper_pearson",
+    "gaussian_tail",
     "p_values",
     "power",
     "significance",
@@ -97,6 +98,12 @@ def significance(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Z = Phi^-1(1 - p), elementwise (NaN stays NaN)."""
     values = np.asarray(p, dtype=np.float64)
     return np.asarray(stats.norm.isf(np.clip(values, P_FLOOR, 1.0)), dtype=np.float64)
+
+
+def gaussian_tail(z: float) -> float:
+    """P(Z > z) of a standard normal: the p-value of significance ``z`` (the inverse of
+    ``significance``)."""
+    return float(stats.norm.sf(z))
 
 
 def clopper_pearson(k: int, n: int, level: float = POWER_LEVEL) -> tuple[float, float]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,6 +25,7 @@ __all__ = [
     "TMP_MARK",
     "atomic_write_bytes",
     "atomic_write_text",
+    "json_digest",
     "sha256_file",
     "write_parquet_atomic",
 ]
@@ -73,6 +76,13 @@ def write_parquet_atomic(table: pa.Table, path: Path, *, row_group_size: int = 4
     data = sink.getvalue()
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
+
+
+def json_digest(value: Any, length: int = 12) -> str:
+    """A short sha256 hex digest of ``value`` as JSON with sorted keys (anything JSON cannot
+    hold as its text): equal values, equal digests, whatever the key order."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -9,6 +9,7 @@ from scipy import stats
 from distributed_clr.stats.calibration import (
     chi2_calibration,
     clopper_pearson,
+    gaussian_tail,
     p_values,
     power,
     significance,
@@ -45,6 +46,9 @@ def test_significance_is_the_one_sided_gaussian_quantile() -> None:
         significance([0.5, stats.norm.sf(2.0), stats.norm.sf(5.0)]), [0.0, 2.0, 5.0], atol=1e-9
     )
     assert np.isfinite(significance([0.0])[0])
+    for z in (0.0, 1.0, 2.0, 3.0):
+        assert significance([gaussian_tail(z)])[0] == pytest.approx(z, abs=1e-9)
+    assert gaussian_tail(2.0) == pytest.approx(0.02275, abs=1e-5)
 
 
 def test_clopper_pearson_bounds() -> None:
