@@ -30,8 +30,9 @@ from torch import nn
 from distributed_clr.config.load import to_yaml
 from distributed_clr.config.schema import RunConfig
 from distributed_clr.errors import UserError
-from distributed_clr.models import build_model
+from distributed_clr.models import ContrastiveModel, build_model
 from distributed_clr.storage.files import atomic_write_bytes, atomic_write_text
+from distributed_clr.storage.formats import event_layout
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
@@ -132,6 +133,13 @@ def save_checkpoint(
     return _write(directory, payload, config, state.history[-1] if state.history else {})
 
 
+def run_model(config: RunConfig) -> ContrastiveModel:
+    """The untrained model of a run: ``models.build_model`` for the run's kind of events
+    (``data.kind``; for dijets, ``prepare.num_constituents`` per jet)."""
+    layout = event_layout(config.data.kind, config.prepare.num_constituents)
+    return build_model(config.model, layout)
+
+
 def save_initial(directory: Path, config: RunConfig) -> Path:
     """Write the untrained model of ``config`` as a checkpoint in ``directory``.
 
@@ -141,7 +149,7 @@ def save_initial(directory: Path, config: RunConfig) -> Path:
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed)
-        model = build_model(config.model, config.prepare.num_constituents)
+        model = run_model(config)
     payload = {
         "model": model.state_dict(),
         "optimizer": {},
@@ -200,7 +208,7 @@ def load_model(
     """The trained model of a checkpoint, in eval mode on ``device``, and its configuration."""
     payload = load_checkpoint(directory)
     config: RunConfig = payload["config"]
-    model = build_model(config.model, config.prepare.num_constituents)
+    model = run_model(config)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as err:

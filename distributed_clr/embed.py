@@ -1,4 +1,5 @@
-"""``dclr embed``: prepared dijets -> embedding shards, with a trained checkpoint.
+"""``dclr embed``: prepared dijets (or object-level events) -> embedding shards, with a trained
+checkpoint of the same kind of events.
 
 One output shard per input shard (``embedding-<input name>.parquet``), so the output depends
 only on the checkpoint and the data: a pool of Ray actors each loads the model once (on CPU or
@@ -33,7 +34,7 @@ from distributed_clr.crashpoints import crash_point
 from distributed_clr.errors import UserError
 from distributed_clr.models import ContrastiveModel
 from distributed_clr.storage.files import sha256_file, write_parquet_atomic
-from distributed_clr.storage.formats import EMBEDDING_KEYS, SPLITS, embedding_schema
+from distributed_clr.storage.formats import SPLITS, embedding_schema
 from distributed_clr.storage.manifest import (
     DatasetError,
     Manifest,
@@ -49,7 +50,7 @@ from distributed_clr.storage.verify import VerifyLevel, verify_shards
 
 log = logging.getLogger(__name__)
 
-INPUT_COLUMNS = (*EMBEDDING_KEYS, "pt", "eta", "phi")
+INPUTS = ("pt", "eta", "phi")
 
 __all__ = ["Embedder", "embed", "output_name"]
 
@@ -79,7 +80,8 @@ class Embedder:
     @torch.no_grad()
     def __call__(self, batch: pa.Table) -> pa.Table:
         """An Arrow batch of prepared dijets -> its embedding table."""
-        x, mask = constituents(batch, self.device)
+        layout = self.model.layout
+        x, mask = constituents(batch, self.device, layout.groups)
         parts = [
             self.model.represent(x[i : i + self.chunk], mask[i : i + self.chunk]).float().cpu()
             for i in range(0, len(x), self.chunk)
@@ -87,15 +89,16 @@ class Embedder:
         h = torch.cat(parts).numpy() if parts else np.zeros((0, 1), np.float32)
         values = pa.array(h.reshape(-1).astype(np.float32, copy=False))
         embedding = pa.FixedSizeListArray.from_arrays(values, h.shape[1])
-        schema = embedding_schema(h.shape[1])
-        columns = [batch.column(name) for name in EMBEDDING_KEYS] + [embedding]
+        schema = embedding_schema(h.shape[1], layout.kind)
+        columns = [batch.column(name) for name in layout.keys] + [embedding]
         return pa.Table.from_arrays(columns, schema=schema)
 
     def embed_shard(self, path: str, splits: list[str], staging: str) -> dict[str, Any]:
         """Embed the events of ``splits`` in one prepared shard; write them into ``staging``."""
         parquet = pq.ParquetFile(path)
         tables = []
-        for batch in parquet.iter_batches(batch_size=self.chunk, columns=list(INPUT_COLUMNS)):
+        columns = [*self.model.layout.keys, *INPUTS]
+        for batch in parquet.iter_batches(batch_size=self.chunk, columns=columns):
             table = pa.Table.from_batches([batch])
             keep = np.isin(table.column("split").to_numpy(zero_copy_only=False), splits)
             if keep.any():
@@ -152,7 +155,12 @@ def embed(
         )
     layer = representation or config.model.representation
     chosen = check_splits(splits if splits is not None else SPLITS)
-    data_manifest = require_complete(data, "dijet")
+    try:
+        data_manifest = require_complete(data, config.data.kind)
+    except DatasetError as err:
+        raise DatasetError(
+            f"{err} (the checkpoint's encoder reads '{config.data.kind}' events)"
+        ) from None
     verify_shards(data, data_manifest, verify)
     available = data_manifest.summary.get("splits", {})
     if not any(available.get(s, 0) for s in chosen):

@@ -1,7 +1,8 @@
 """Batched physics-symmetry augmentations of dijet events, and the encoder's input features.
 
 Every augmentation is a pure torch function ``(x, mask, generator, **params) -> (x, mask)`` on
-x (B, 2, N, 3) = (pT [GeV], eta, phi [rad]) and mask (B, 2, N) bool, on CPU or GPU, with every
+x (B, 2, N, 3) = (pT [GeV], eta, phi [rad]) and mask (B, 2, N) bool (object-level events are
+(B, 1, 19, 3); ``check_pipeline`` says which augmentations apply to them), on CPU or GPU, with every
 random draw taken from the given ``torch.Generator`` (which must live on ``x.device``). Padding
 stays exactly zero and masked, and phi stays in (-pi, pi].
 
@@ -30,12 +31,15 @@ from distributed_clr.augment.geometry import (
     to_planes,
     wrap_phi,
 )
+from distributed_clr.augment.mask_inputs import mask_inputs, mask_inputs_planes
 from distributed_clr.augment.mask_objects import mask_objects, mask_objects_planes
 from distributed_clr.augment.normalize import (
     DEFAULT_NORMALIZER,
     FEATURE_NAMES,
     NUM_FEATURES,
+    OBJECT_FEATURES,
     Normalizer,
+    ObjectNormalizer,
     normalize,
 )
 from distributed_clr.augment.rotate import rotate, rotate_planes
@@ -43,7 +47,8 @@ from distributed_clr.augment.shift import eta_shift, eta_shift_planes, phi_shift
 from distributed_clr.augment.smear import pt_smear, pt_smear_planes
 from distributed_clr.augment.split import collinear_split, collinear_split_planes
 from distributed_clr.augment.translate import translate, translate_planes
-from distributed_clr.config.schema import AugmentConfig
+from distributed_clr.config.errors import ConfigError
+from distributed_clr.config.schema import OBJECT_AUGMENTATIONS, AugmentConfig
 
 Events = tuple[Tensor, Tensor]
 """(x (B, 2, N, 3), mask (B, 2, N))."""
@@ -65,6 +70,7 @@ AUGMENTATIONS: Mapping[str, Callable[..., Events]] = {
     "drop": drop,
     "pt_smear": pt_smear,
     "mask_objects": mask_objects,
+    "mask_inputs": mask_inputs,
 }
 """Registry: augmentation name (as in ``AugmentConfig.pipeline``) -> batched function."""
 
@@ -78,6 +84,7 @@ PLANES_FUNCTIONS: Mapping[str, Callable[..., Planes]] = {
     "drop": drop_planes,
     "pt_smear": pt_smear_planes,
     "mask_objects": mask_objects_planes,
+    "mask_inputs": mask_inputs_planes,
 }
 """The same augmentations on ``Planes`` (what ``Augmenter`` chains, converting only once)."""
 
@@ -94,6 +101,7 @@ def _parameters(name: str, config: AugmentConfig) -> dict[str, float | int | str
         "drop": {"probability": config.drop_probability},
         "pt_smear": {"width": config.pt_smear},
         "mask_objects": {"probability": config.mask_probability},
+        "mask_inputs": {"probability": config.input_mask_probability},
     }
     return table[name]
 
@@ -105,6 +113,20 @@ def get_augmentation(name: str) -> Callable[..., Events]:
     except KeyError:
         allowed = ", ".join(AUGMENTATIONS)
         raise ValueError(f"unknown augmentation '{name}'; allowed: {allowed}") from None
+
+
+def check_pipeline(pipeline: list[str] | tuple[str, ...], kind: str) -> None:
+    """ConfigError unless every augmentation of ``pipeline`` applies to ``kind`` events:
+    object-level events allow only ``OBJECT_AUGMENTATIONS``."""
+    if kind != "objects":
+        return
+    wrong = [name for name in pipeline if name not in OBJECT_AUGMENTATIONS]
+    if wrong:
+        raise ConfigError(
+            f"augment.pipeline has {', '.join(wrong)}, which act(s) on jet constituents, not on "
+            f"object-level events; object augmentations are {', '.join(OBJECT_AUGMENTATIONS)} "
+            "(preset paper_adc uses mask_inputs)"
+        )
 
 
 class Augmenter:
@@ -170,13 +192,16 @@ __all__ = [
     "DEFAULT_NORMALIZER",
     "FEATURE_NAMES",
     "NUM_FEATURES",
+    "OBJECT_FEATURES",
     "PLANES_FUNCTIONS",
     "Augmenter",
     "Effect",
     "Events",
     "Normalizer",
+    "ObjectNormalizer",
     "Planes",
     "PlanesStep",
+    "check_pipeline",
     "collinear_split",
     "distort",
     "drop",
@@ -186,6 +211,7 @@ __all__ = [
     "get_augmentation",
     "jet_axis",
     "make_views",
+    "mask_inputs",
     "mask_objects",
     "normalize",
     "phi_shift",

@@ -157,3 +157,44 @@ DEFAULT_NORMALIZER = Normalizer()
 def normalize(x: Tensor, mask: Tensor, normalizer: Normalizer = DEFAULT_NORMALIZER) -> Tensor:
     """Encoder features (B, 2, N, NUM_FEATURES) of (x, mask) with the fixed project constants."""
     return normalizer(x, mask)
+
+
+OBJECT_FEATURES = ("log_pt", "eta", "phi")
+"""The encoder's input features per object slot (``ObjectNormalizer``)."""
+
+
+@dataclass(frozen=True)
+class ObjectNormalizer:
+    """Fixed-constant features of object-level events: ``(x, mask)`` -> (B, 1, 19, 3).
+
+    Per slot: (log(pT / GeV) - ``log_pt_shift``) / ``log_pt_scale``, eta / ``eta_scale`` and
+    phi / pi; all-zero at empty slots. Objects in the ADC2021 selection range from ~3 GeV
+    (soft jets, small MET) to ~1 TeV, so log pT lies in [1, 7]: the shift 4 (55 GeV) and
+    scale 1.5 put it in [-2, 2]. Jets reach |eta| = 4, leptons 2.5, so eta / 2 lies within
+    [-2, 2]. Flattened, these are the 57 inputs of the 2025 paper's MLP, on fixed scales
+    instead of per-dataset standardisation. The slot position fixes the object type, so no
+    type feature is needed (the transformer adds a learned type embedding).
+
+    No augmentation is invariant by construction: an event-wide phi shift moves every phi
+    (MET's included), and the features keep absolute phi. MET's eta is always zero, so masking
+    or smearing it changes nothing; the effects logged at the start of a run show it.
+    """
+
+    log_pt_shift: float = 4.0
+    log_pt_scale: float = 1.5
+    eta_scale: float = 2.0
+
+    @property
+    def num_features(self) -> int:
+        return len(OBJECT_FEATURES)
+
+    @property
+    def invariances(self) -> frozenset[str]:
+        return frozenset()
+
+    def __call__(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Features (B, S, N, 3) of x (B, S, N, 3) = (pT [GeV], eta, phi) and mask (B, S, N)."""
+        pt, eta, phi = x.unbind(-1)
+        log_pt = (torch.log(pt.clamp_min(_TINY_PT)) - self.log_pt_shift) / self.log_pt_scale
+        features = torch.stack((log_pt, eta / self.eta_scale, phi / math.pi), dim=-1)
+        return torch.where(mask.unsqueeze(-1), features, 0.0)

@@ -38,6 +38,7 @@ from distributed_clr.classifiers.fit import (
 )
 from distributed_clr.config.schema import ModelConfig, TransBCConfig
 from distributed_clr.models import build_encoder
+from distributed_clr.storage.formats import dijet_layout
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class TransBC(nn.Module):
     ) -> None:
         super().__init__()
         self.features = normalizer or Normalizer(frame=config.inputs)
-        self.encoder = build_encoder(config, self.features.num_features, constituents_per_jet)
+        layout = dijet_layout(constituents_per_jet)
+        self.encoder = build_encoder(config, self.features.num_features, layout)
         self.output = nn.Linear(config.latent_dim, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -74,6 +74,18 @@ def _cmd_import_adc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_combine(args: argparse.Namespace) -> int:
+    from distributed_clr.data.combine import combine
+
+    manifest = combine(args.inputs, args.out)
+    splits = ", ".join(f"{k} {v}" for k, v in manifest.summary["splits"].items())
+    sys.stdout.write(
+        f"{args.out}: {manifest.rows} {manifest.kind} events from {len(args.inputs)} datasets "
+        f"in {len(manifest.shards)} shards; {splits}\n"
+    )
+    return 0
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from distributed_clr.data.prepare import prepare
 
@@ -118,7 +130,8 @@ def _positive(text: str) -> int:
 
 
 def add_parsers(commands: Any) -> None:
-    """Register ``generate``, ``import-lhco``, ``import-adc``, ``prepare`` and ``verify``."""
+    """Register ``generate``, ``import-lhco``, ``import-adc``, ``combine``, ``prepare`` and
+    ``verify``."""
     gen = commands.add_parser(
         "generate",
         help="generate collision events with Pythia 8 and a detector response",
@@ -186,6 +199,17 @@ def add_parsers(commands: Any) -> None:
     adc.add_argument("--max-events", type=int, help="read at most this many events")
     add_config_options(adc)
     adc.set_defaults(handler=_cmd_import_adc)
+
+    comb = commands.add_parser(
+        "combine",
+        help="combine event datasets of one kind (e.g. a background and its signals) into one",
+        description="Copy every shard of every input (same bytes, splits and folds) into one "
+        "dataset with one manifest. The inputs must be complete datasets of one kind (dijets "
+        "of the same prepare settings) with distinct dataset names. Rerunning resumes.",
+    )
+    comb.add_argument("inputs", nargs="+", type=Path, metavar="DIR", help="input datasets")
+    comb.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    comb.set_defaults(handler=_cmd_combine)
 
     prep = commands.add_parser(
         "prepare",

@@ -52,11 +52,24 @@ def format_classify(summary: Mapping[str, Any], out: Path) -> str:
             ]
         )
     header = ["feature set", "classifier", "AUC", "max SIC", "FPR at TPR 0.5"]
-    return (
-        f"classify: {_splits(summary)}; {len(summary['seeds'])} seeds\n{INTERVALS}\n"
-        + table(header, rows)
-        + _footer(summary, out)
-    )
+    text = f"classify: {_splits(summary)}"
+    if rows:
+        text += f"; {len(summary['seeds'])} seeds\n{INTERVALS}\n" + table(header, rows)
+    probes = summary.get("process_probe") or {}
+    if probes:
+        probe_rows = [
+            [
+                feature_set,
+                f"{r['accuracy']:.3f} [{r['interval'][0]:.3f}, {r['interval'][1]:.3f}]",
+                f"{r['chance']:.3f}",
+                str(len(r["processes"])),
+            ]
+            for feature_set, r in probes.items()
+        ]
+        text += "\nSM process linear probe (test accuracy [68% bootstrap interval]):\n" + table(
+            ["feature set", "accuracy", "chance", "processes"], probe_rows
+        )
+    return text + _footer(summary, out)
 
 
 def format_cwola(summary: Mapping[str, Any], out: Path) -> str:

@@ -40,6 +40,7 @@ AugmentationName = Literal[
     "drop",
     "pt_smear",
     "mask_objects",
+    "mask_inputs",
 ]
 FeatureSet = Literal["latent", "event", "event_frame", "highlevel"]
 ClassifierName = Literal["lct", "fcn"]
@@ -52,6 +53,14 @@ JET_AUGMENTATIONS: tuple[AugmentationName, ...] = (
     "phi_shift",
 )
 """The seed paper's five dijet augmentations (its ablation, Table I, leaves each out in turn)."""
+OBJECT_AUGMENTATIONS: tuple[AugmentationName, ...] = (
+    "mask_inputs",
+    "mask_objects",
+    "phi_shift",
+    "pt_smear",
+)
+"""The augmentations that apply to object-level events (the others act on jets' constituents,
+move slots that fix the object type, or would give MET an eta)."""
 FEATURE_SETS: tuple[FeatureSet, ...] = ("latent", "event", "highlevel")
 """The feature sets evaluated by default."""
 ALL_FEATURE_SETS: tuple[FeatureSet, ...] = get_args(FeatureSet)

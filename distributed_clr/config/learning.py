@@ -50,6 +50,8 @@ class AugmentConfig(Section):
     """Relative pT smearing width (log-normal)."""
     mask_probability: Fraction = 0.1
     """Probability to mask each physics object (object-level events)."""
+    input_mask_probability: Fraction = 0.5
+    """Probability to mask each input (pT, eta, phi of each object; object-level events)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -92,9 +94,19 @@ class ModelConfig(Section):
     pooling: Literal["pt_weighted", "mean", "cls"] = "pt_weighted"
     """Pooling of constituents: pT-weighted sum (IR-safe), mean, or a class token."""
     mlp_hidden: list[PositiveInt] = Field(default_factory=lambda: [256, 256])
-    """Hidden sizes of the MLP encoder."""
+    """Hidden sizes of the MLP encoder (the 2025 paper's: 96, 64, 48)."""
+    mlp_norm: Literal["none", "layer", "batch"] = "none"
+    """Normalisation after each hidden layer of the MLP. 'layer' needs no statistics across
+    events; 'batch' becomes SyncBatchNorm under multi-GPU training, and is refused for
+    multi-worker CPU training (per-rank batch statistics would let the two views of an event
+    find each other through them)."""
+    mlp_activation: Literal["gelu", "leaky_relu"] = "gelu"
+    """Activation of the MLP's hidden layers (the 2025 paper's: LeakyReLU)."""
     head_dim: PositiveInt | None = None
     """Hidden size of the two-layer projection head; None uses latent_dim."""
+    head_out: PositiveInt | None = None
+    """Output size of the projection head (what the loss sees); None uses latent_dim. The
+    2025 paper's expander is latent -> 48 -> 96 (head_dim 48, head_out 96)."""
     representation: Representation = "head1"
     """Representation used downstream: encoder output, after head layer 1, or head output."""
 
@@ -120,6 +132,10 @@ class LossConfig(Section):
     """NT-Xent (SimCLR), supervised contrastive (process labels) or VICReg."""
     temperature: Annotated[float, Field(gt=0, le=10)] = 0.1
     """Softmax temperature of NT-Xent and SupCon."""
+    supcon_label: Literal["process_id", "label"] = "process_id"
+    """What makes two events positives under SupCon: the same SM process id (object-level
+    events; the 2025 paper's choice, no signal label involved), or the same signal label
+    (dijets, which carry no process id: this trains on the labels a search must not use)."""
     positive_in_denominator: bool = True
     """Keep the positive pair in the denominator (SimCLR); False gives the seed paper's Eq. 1."""
     gather_distributed: bool = True

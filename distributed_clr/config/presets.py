@@ -3,7 +3,9 @@
 ``debug`` is the tiny configuration shared by tests and CI; ``demo`` is what ``make demo`` runs on
 a 2-core laptop; ``paper_lhco`` holds the settings of the seed paper (Dillon, Mastandrea, Nachman
 2023) on the LHC Olympics R&D dijets, ``paper_lhco_cwola`` its background-only encoder for the
-weakly supervised scans and ``paper_lhco_reference`` its own encoder rebuilt; ``search`` is an
+weakly supervised scans and ``paper_lhco_reference`` its own encoder rebuilt; ``paper_adc``
+(SupCon) and ``paper_adc_simclr`` hold the settings of the 2025 paper (Metzger, Grosso, Harris
+et al.) on object-level events; ``search`` is an
 m_jj-blind bump hunt on generated data (the closure and injection study of the README).
 """
 
@@ -24,6 +26,7 @@ from distributed_clr.config.schema import (
     GenerateConfig,
     LossConfig,
     ModelConfig,
+    NPLMConfig,
     OptimizerConfig,
     PrepareConfig,
     RayConfig,
@@ -80,6 +83,58 @@ def paper_lhco_reference() -> RunConfig:
     return config.model_copy(
         update={"model": config.model.model_copy(update={"name": "reference", "inputs": "paper"})}
     )
+
+
+def paper_adc() -> RunConfig:
+    """The 2025 paper (Metzger, Grosso, Harris et al.) on object-level events (CMS ADC2021
+    layout, 19 objects x (pT, eta, phi)): the MLP 57 -> 96 -> 64 -> 48 -> 4 with normalisation
+    (layer norm: no statistics across ranks) and LeakyReLU, the expander 4 -> 48 -> 96 for the
+    loss and the embedding taken before it; SupCon on the SM process id, random masking of
+    the inputs with p = 0.5, temperature 0.9, LARS at lr 0.2 x batch / 256 with 10 warm-up
+    epochs and cosine decay, batch 1024 on one worker, 50 epochs. ``paper_adc_simclr`` is its
+    SimCLR variant. Evaluations compare the embedding with the 57 raw inputs ('event'); the
+    Trans+BC baseline is a dijet model and is off. The paper's transformer is ``--set
+    model.name=transformer model.width=64 model.heads=8 model.depth=4 model.pooling=cls``."""
+    return RunConfig(
+        data=DataConfig(kind="objects"),
+        augment=AugmentConfig(pipeline=["mask_inputs"], input_mask_probability=0.5),
+        model=ModelConfig(
+            name="mlp",
+            mlp_hidden=[96, 64, 48],
+            mlp_norm="layer",
+            mlp_activation="leaky_relu",
+            dropout=0.0,
+            latent_dim=4,
+            head_dim=48,
+            head_out=96,
+            representation="encoder",
+        ),
+        loss=LossConfig(name="supcon", supcon_label="process_id", temperature=0.9),
+        train=TrainConfig(
+            epochs=50,
+            batch_size=1024,
+            optimizer=OptimizerConfig(
+                name="lars",
+                lr=0.2,
+                lr_scaling="linear",
+                reference_batch_size=256,
+                weight_decay=1e-6,
+            ),
+            schedule=ScheduleConfig(name="cosine", warmup_epochs=10),
+            early_stopping_patience=None,
+        ),
+        evaluate=EvaluateConfig(
+            feature_sets=["latent", "event"], trans_bc=TransBCConfig(enabled=False)
+        ),
+        nplm=NPLMConfig(feature_sets=["latent", "event"]),
+        ray=RayConfig(num_workers=1),
+    )
+
+
+def paper_adc_simclr() -> RunConfig:
+    """``paper_adc`` with SimCLR (NT-Xent: an event's only positive is its other view)."""
+    config = paper_adc()
+    return config.model_copy(update={"loss": config.loss.model_copy(update={"name": "ntxent"})})
 
 
 def search() -> RunConfig:
@@ -159,6 +214,8 @@ def debug() -> RunConfig:
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "debug": debug,
     "demo": demo,
+    "paper_adc": paper_adc,
+    "paper_adc_simclr": paper_adc_simclr,
     "paper_lhco": paper_lhco,
     "paper_lhco_cwola": paper_lhco_cwola,
     "paper_lhco_reference": paper_lhco_reference,

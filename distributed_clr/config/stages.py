@@ -25,6 +25,10 @@ from distributed_clr.config.base import (
 class DataConfig(Section):
     """Where prepared datasets live and how the loaders read them."""
 
+    kind: Literal["dijet", "objects"] = "dijet"
+    """The kind of events: prepared dijets or object-level events (``storage/formats.py``).
+    Pretraining sets it from the dataset's manifest, so a run's saved config says what its
+    encoder reads."""
     train_split: str = "train"
     """Split used for training."""
     val_split: str = "val"

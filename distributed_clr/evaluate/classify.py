@@ -53,6 +53,7 @@ from distributed_clr.evaluate.inputs import (
     load_inputs,
 )
 from distributed_clr.evaluate.plots import plot_rejection, plot_sic
+from distributed_clr.evaluate.process_probe import process_probe
 from distributed_clr.evaluate.provenance import (
     EncoderSource,
     encoder_run,
@@ -181,6 +182,20 @@ def _classify(
         )
     wanted = ["latent", *sets, *([CONSTITUENTS] if model_config is not None else [])]
     inputs = load_inputs(embeddings, data, wanted, [train_split, test_split], verify=verify)
+    probes = _process_probes(inputs, ["latent", *sets], train_split, test_split, config)
+    binary = bool(combinations) and not (
+        probes and not _has_both_classes(inputs, (train_split, test_split))
+    )
+    if not binary:
+        log.warning(
+            "no labelled signal and background in both the %s and %s splits: only the SM "
+            "process probe is evaluated",
+            train_split,
+            test_split,
+        )
+        return _probe_only(
+            config, source, parent, data, out, tracking, inputs, probes, train_split, test_split
+        )
     purpose = "the classifier test"
     train, train_drawn = draw(
         labelled(inputs, train_split, purpose), sample.classify_train, sample.seed,
@@ -265,7 +280,9 @@ def _classify(
         "trans_bc_model": None if model_config is None else model_config.model_dump(mode="json"),
         "curves": f"the plotted curves are those of the first seed ({seeds[0]})",
         "results": results,
+        "process_probe": probes,
     }
+    metrics.update(_probe_metrics(probes))
     run = None
     if parent is not None and tracking is not None:
         identity = {
@@ -275,6 +292,76 @@ def _classify(
         }
         run = open_evaluation_run(parent, source, config, tracking, "classify", identity)
     return finish(out, summary, tables, plots, metrics, run)
+
+
+def _has_both_classes(inputs: EvaluationInputs, splits: Sequence[str]) -> bool:
+    """Whether every one of ``splits`` holds background (0) and signal (1) events."""
+    for split in splits:
+        label = inputs.label[inputs.split == split]
+        if not ((label == 0).any() and (label == 1).any()):
+            return False
+    return True
+
+
+def _process_probes(
+    inputs: EvaluationInputs,
+    sets: Sequence[str],
+    train_split: str,
+    test_split: str,
+    config: EvaluateConfig,
+) -> dict[str, Any]:
+    """The SM process probe of each feature set (``process_probe``), for object-level events."""
+    if not (inputs.process_id >= 0).any():
+        return {}
+    train, test = inputs.in_split(train_split), inputs.in_split(test_split)
+    out = {}
+    for feature_set in dict.fromkeys(sets):
+        result = process_probe(train, test, feature_set, config.seed, config.bootstrap)
+        if result is not None:
+            out[feature_set] = result
+    return out
+
+
+def _probe_metrics(probes: dict[str, Any]) -> dict[str, float]:
+    return {f"process_probe_accuracy/{fs}": float(r["accuracy"]) for fs, r in probes.items()}
+
+
+def _probe_only(
+    config: EvaluateConfig,
+    source: EncoderSource,
+    parent: RunHandle | None,
+    data: Path | None,
+    out: Path,
+    tracking: TrackingConfig | None,
+    inputs: EvaluationInputs,
+    probes: dict[str, Any],
+    train_split: str,
+    test_split: str,
+) -> dict[str, Any]:
+    """``classify`` of events without both classes: the SM process probe alone."""
+    summary = {
+        **source_summary("classify", source, data, parent),
+        "splits": {
+            train_split: split_counts(inputs.in_split(train_split)),
+            test_split: split_counts(inputs.in_split(test_split)),
+        },
+        "results": {},
+        "process_probe": probes,
+    }
+    run = None
+    if parent is not None and tracking is not None:
+        identity = {"embeddings": source.manifest.config, "splits": [train_split, test_split]}
+        run = open_evaluation_run(parent, source, config, tracking, "classify", identity)
+    table = pa.table(
+        {
+            "feature_set": list(probes),
+            "accuracy": [r["accuracy"] for r in probes.values()],
+            "low": [r["interval"][0] for r in probes.values()],
+            "high": [r["interval"][1] for r in probes.values()],
+            "chance": [r["chance"] for r in probes.values()],
+        }
+    )
+    return finish(out, summary, [table], [], _probe_metrics(probes), run)
 
 
 def _curves(

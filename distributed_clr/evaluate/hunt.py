@@ -90,6 +90,7 @@ def hunt_study(
     out: Path,
 ) -> Parts:
     """The bump-hunt study (module docstring) on ``inputs`` (every split)."""
+    inputs.require_mjj("the bump hunt")
     settings = config.bumphunt
     plan = _injections(sample, config)
     spec = sample.bumphunt

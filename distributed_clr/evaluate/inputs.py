@@ -54,10 +54,15 @@ CONSTITUENTS = "constituents"
 """The pseudo feature set of the raw constituents (B, 2, N, 3), the Trans+BC input."""
 INPUT_SETS = ("latent", "event", "event_frame", "highlevel", CONSTITUENTS)
 """Every feature set ``load_inputs`` can return."""
-KEY_COLUMNS = ("dataset", "event_id", "label", "process", "split", "fold", "mjj")
+KEY_COLUMNS = ("dataset", "event_id", "label", "process", "split", "fold")
 """Per-event columns read from the embeddings (the first two are the join key)."""
-DATA_KEYS = ("dataset", "event_id", "label", "mjj")
-"""Columns read from the prepared data besides the features (key, and values to compare)."""
+KIND_COLUMNS = {"dijet": "mjj", "objects": "process_id"}
+"""The per-event column each kind of embedding adds to ``KEY_COLUMNS`` (``mjj`` is NaN for
+object-level events, ``process_id`` -1 for dijets)."""
+DATA_KEYS = ("dataset", "event_id", "label")
+"""Columns read from the event data besides the features (key, and values to compare)."""
+OBJECT_SETS = ("latent", "event")
+"""The feature sets of object-level events: 'event' is their 57 raw inputs."""
 DATA_COLUMNS: dict[str, tuple[str, ...]] = {
     "event": FEATURE_COLUMNS["event"],
     "event_frame": FEATURE_COLUMNS["event_frame"],
@@ -87,11 +92,17 @@ class EvaluationInputs:
     split: npt.NDArray[np.str_]
     fold: npt.NDArray[np.int8]
     mjj: npt.NDArray[np.float64]
-    """Dijet invariant mass [GeV]."""
+    """Dijet invariant mass [GeV]; NaN for object-level events."""
+    process_id: npt.NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, np.int16))
+    """The SM process id of object-level events (-1 unknown, and for dijets)."""
     features: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
     """Feature set name -> (B, ...) float32 matrix."""
     excluded_unlabelled: int = 0
     """Events with label -1 that ``labelled`` left out (0 elsewhere)."""
+
+    def __post_init__(self) -> None:
+        if len(self.process_id) != len(self.event_id):
+            self.process_id = np.full(len(self.event_id), -1, np.int16)
 
     def __len__(self) -> int:
         return len(self.event_id)
@@ -114,8 +125,21 @@ class EvaluationInputs:
             split=self.split[index],
             fold=self.fold[index],
             mjj=self.mjj[index],
+            process_id=self.process_id[index],
             features={name: values[index] for name, values in self.features.items()},
         )
+
+    @property
+    def has_mjj(self) -> bool:
+        """Whether these are dijets with an invariant mass (object-level events have none)."""
+        return bool(len(self.mjj)) and bool(np.isfinite(self.mjj).any())
+
+    def require_mjj(self, purpose: str) -> None:
+        """EvaluationError unless the events have an m_jj (``purpose`` needs it)."""
+        if not self.has_mjj:
+            raise EvaluationError(
+                f"{purpose} scans the dijet invariant mass; these events (object-level) have none"
+            )
 
     @property
     def keys(self) -> npt.NDArray[np.uint64]:
@@ -168,19 +192,29 @@ def _check_splits(
         )
 
 
+def _embedding_kind(paths: Sequence[Path]) -> str:
+    """'dijet' or 'objects': which kind of events an embedding dataset's shards hold."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(paths[0]).names if paths else []
+    return "objects" if "process_id" in names and "mjj" not in names else "dijet"
+
+
 def _read_embeddings(
     directory: Path, splits: Sequence[str] | None, with_latent: bool, verify: VerifyLevel
 ) -> tuple[dict[str, npt.NDArray[Any]], pa.ChunkedArray, npt.NDArray[np.float32] | None]:
     manifest = require_complete(directory, "embedding")
     _check_splits(manifest.summary.get("splits", {}), splits, directory, "the embedding dataset")
-    columns = [*KEY_COLUMNS, *(["embedding"] if with_latent else [])]
-    parts: dict[str, list[npt.NDArray[Any]]] = {name: [] for name in KEY_COLUMNS}
+    kind = _embedding_kind([directory / s.file for s in manifest.shards])
+    keys = (*KEY_COLUMNS, KIND_COLUMNS[kind])
+    columns = [*keys, *(["embedding"] if with_latent else [])]
+    parts: dict[str, list[npt.NDArray[Any]]] = {name: [] for name in keys}
     datasets: list[pa.ChunkedArray] = []
     latent_parts: list[npt.NDArray[np.float32]] = []
     for table in iter_tables(
         directory, "embedding", splits=splits, columns=columns, batch_rows=BATCH_ROWS, verify=verify
     ):
-        for name in KEY_COLUMNS:
+        for name in keys:
             if name != "dataset":
                 parts[name].append(column_to_numpy(table.column(name)))
         datasets.append(table.column("dataset"))
@@ -192,9 +226,16 @@ def _read_embeddings(
         "process": _concat(parts["process"], np.zeros(0, object)).astype(object),
         "split": _concat(parts["split"], np.zeros(0, str)).astype(str),
         "fold": _concat(parts["fold"], np.zeros(0, np.int8)).astype(np.int8),
-        "mjj": _concat(parts["mjj"], np.zeros(0)).astype(np.float64),
     }
-    if not len(arrays["event_id"]):
+    rows = len(arrays["event_id"])
+    if kind == "dijet":
+        arrays["mjj"] = _concat(parts["mjj"], np.zeros(0)).astype(np.float64)
+        arrays["process_id"] = np.full(rows, -1, np.int16)
+    else:
+        arrays["mjj"] = np.full(rows, np.nan)
+        arrays["process_id"] = _concat(parts["process_id"], np.zeros(0, np.int16)).astype(np.int16)
+    arrays["kind"] = np.array(kind)
+    if not rows:
         raise DatasetError(f"the embedding dataset {directory} has no events to evaluate")
     dataset = pa.chunked_array([c for d in datasets for c in d.chunks], pa.string())
     latent = _concat(latent_parts, np.zeros((0, 1), np.float32)) if with_latent else None
@@ -202,34 +243,45 @@ def _read_embeddings(
 
 
 def _read_data(
-    directory: Path, splits: Sequence[str] | None, sets: Sequence[str], verify: VerifyLevel
+    directory: Path,
+    kind: str,
+    splits: Sequence[str] | None,
+    sets: Sequence[str],
+    verify: VerifyLevel,
 ) -> tuple[dict[str, npt.NDArray[Any]], pa.ChunkedArray, dict[str, npt.NDArray[np.float32]]]:
-    manifest = require_complete(directory, "dijet")
-    _check_splits(manifest.summary.get("splits", {}), splits, directory, "the prepared dataset")
-    columns = list(dict.fromkeys([*DATA_KEYS, *(c for s in sets for c in DATA_COLUMNS[s])]))
+    try:
+        manifest = require_complete(directory, kind)
+    except DatasetError as err:
+        raise DatasetError(f"{err} (the embeddings were made from '{kind}' events)") from None
+    _check_splits(manifest.summary.get("splits", {}), splits, directory, "the event dataset")
+    groups = 2 if kind == "dijet" else 1
+    keys = (*DATA_KEYS, *(["mjj"] if kind == "dijet" else []))
+    columns = list(dict.fromkeys([*keys, *(c for s in sets for c in DATA_COLUMNS[s])]))
     ids: list[IntArray] = []
     labels: list[npt.NDArray[Any]] = []
     masses: list[npt.NDArray[Any]] = []
     datasets: list[pa.ChunkedArray] = []
     features: dict[str, list[npt.NDArray[np.float32]]] = {s: [] for s in sets}
     for table in iter_tables(
-        directory, "dijet", splits=splits, columns=columns, batch_rows=BATCH_ROWS, verify=verify
+        directory, kind, splits=splits, columns=columns, batch_rows=BATCH_ROWS, verify=verify
     ):
         ids.append(column_to_numpy(table.column("event_id")))
         labels.append(column_to_numpy(table.column("label")))
-        masses.append(column_to_numpy(table.column("mjj")))
+        if kind == "dijet":
+            masses.append(column_to_numpy(table.column("mjj")))
         datasets.append(table.column("dataset"))
         for name in sets:
             if name == CONSTITUENTS:
-                x, _ = constituents(table)
+                x, _ = constituents(table, groups=groups)
                 features[name].append(x.numpy())
             else:
                 features[name].append(feature_matrix(table, typing.cast("FeatureSet", name)))
     arrays: dict[str, npt.NDArray[Any]] = {
         "event_id": _concat(ids, np.zeros(0, np.int64)).astype(np.int64),
         "label": _concat(labels, np.zeros(0, np.int8)).astype(np.int8),
-        "mjj": _concat(masses, np.zeros(0)).astype(np.float64),
     }
+    if kind == "dijet":
+        arrays["mjj"] = _concat(masses, np.zeros(0)).astype(np.float64)
     dataset = pa.chunked_array([c for d in datasets for c in d.chunks], pa.string())
     matrices = {
         name: np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
@@ -335,6 +387,8 @@ def _join(
             f"{other}"
         )
     for name in ("label", "mjj"):
+        if name not in dat:
+            continue
         differ = emb[name] != dat[name][rows]
         if differ.any():
             first = int(np.flatnonzero(differ)[0])
@@ -391,6 +445,14 @@ def load_inputs(
             raise EvaluationError(f"unknown split(s) {bad}; splits are {', '.join(SPLITS)}")
     embeddings = Path(embeddings)
     emb, emb_dataset, latent = _read_embeddings(embeddings, splits, "latent" in sets, verify)
+    kind = str(emb.pop("kind"))
+    if kind == "objects":
+        wrong = [s for s in sets if s not in OBJECT_SETS]
+        if wrong:
+            raise EvaluationError(
+                f"feature set(s) {wrong} are dijet features; object-level events have "
+                f"{', '.join(OBJECT_SETS)} ('event': the 57 raw inputs)"
+            )
     data_sets = [s for s in sets if s in DATA_COLUMNS]
     if not data_sets:
         names = _names(emb_dataset)
@@ -399,13 +461,13 @@ def load_inputs(
     else:
         if data is None:
             raise EvaluationError(
-                f"feature set(s) {data_sets} are read from the prepared data: pass the dijet "
-                "dataset the embeddings were made from (--data)"
+                f"feature set(s) {data_sets} are read from the event data: pass the dataset "
+                "the embeddings were made from (--data)"
             )
         data = Path(data)
         # Without a choice of splits, those the embeddings hold (``dclr embed --split``).
         present = splits if splits is not None else sorted(np.unique(emb["split"]).tolist())
-        dat, dat_dataset, matrices = _read_data(data, present, data_sets, verify)
+        dat, dat_dataset, matrices = _read_data(data, kind, present, data_sets, verify)
         rows, code, names = _join(embeddings, data, emb, emb_dataset, dat, dat_dataset)
         features = {name: matrix[rows] for name, matrix in matrices.items()}
     if latent is not None:
@@ -419,6 +481,7 @@ def load_inputs(
         split=emb["split"],
         fold=emb["fold"],
         mjj=emb["mjj"],
+        process_id=emb["process_id"],
         features={name: features[name] for name in sets},
     )
     log.info(

@@ -31,6 +31,7 @@ from distributed_clr.evaluate.plots import plot_latent_projection
 from distributed_clr.evaluate.provenance import EncoderSource
 from distributed_clr.stats import json_safe
 from distributed_clr.storage.files import atomic_write_bytes, write_parquet_atomic
+from distributed_clr.storage.formats import EVENT_KINDS
 from distributed_clr.storage.manifest import check_output_dir, require_complete, reuse_or_run
 from distributed_clr.storage.verify import VerifyLevel, verify_shards
 from distributed_clr.tracking import RunHandle
@@ -175,7 +176,7 @@ def check_inputs(out: Path, embeddings: Path, data: Path | None, verify: VerifyL
     the embeddings and, when given, ``--data`` (whatever the feature sets) are complete
     datasets of their kinds whose shards match their manifests."""
     check_output_dir(out)
-    for directory, kind in ((embeddings, "embedding"), (data, "dijet")):
+    for directory, kind in ((embeddings, "embedding"), (data, EVENT_KINDS)):
         if directory is not None:
             verify_shards(directory, require_complete(directory, kind), verify)
 
@@ -193,7 +194,7 @@ def evaluation_identity(
     data (by their shards' checksums), the splits, and the MLflow run the results go to."""
     data_shards = None
     if data is not None:
-        manifest = require_complete(data, "dijet")
+        manifest = require_complete(data, EVENT_KINDS)
         data_shards = [s.sha256 for s in sorted(manifest.shards, key=lambda s: s.file)]
     embedding_shards = sorted(s.sha256 for s in source.manifest.shards)
     return {

@@ -8,11 +8,13 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from distributed_clr.config.errors import ConfigError
 from distributed_clr.config.schema import ModelConfig
 from distributed_clr.models.heads import ProjectionHead
 from distributed_clr.models.mlp import MLPEncoder
 from distributed_clr.models.reference import ReferenceEncoder
-from distributed_clr.models.transformer import NUM_JETS, TransformerEncoder
+from distributed_clr.models.transformer import TransformerEncoder
+from distributed_clr.storage.formats import EventLayout, dijet_layout
 
 __all__ = [
     "ENCODERS",
@@ -28,38 +30,47 @@ __all__ = [
 
 
 class Features(Protocol):
-    """Input normalisation: raw (B, 2, N, 3) (pT, eta, phi) + mask -> (B, 2, N, F) features."""
+    """Input normalisation: raw (B, S, N, 3) (pT, eta, phi) + mask -> (B, S, N, F) features."""
 
     @property
     def num_features(self) -> int: ...
 
+    @property
+    def invariances(self) -> frozenset[str]:
+        """Augmentations the features cannot see by construction."""
+        ...
+
     def __call__(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor: ...
 
 
-def _transformer(config: ModelConfig, in_features: int, slots: int) -> nn.Module:
-    del slots
-    return TransformerEncoder(config, in_features)
+def _transformer(config: ModelConfig, in_features: int, layout: EventLayout) -> nn.Module:
+    types = None if layout.kind == "dijet" else layout.token_types
+    return TransformerEncoder(config, in_features, token_types=types)
 
 
-def _mlp(config: ModelConfig, in_features: int, slots: int) -> nn.Module:
-    return MLPEncoder(config, in_features, slots)
+def _mlp(config: ModelConfig, in_features: int, layout: EventLayout) -> nn.Module:
+    return MLPEncoder(config, in_features, layout.groups * layout.slots)
 
 
-def _reference(config: ModelConfig, in_features: int, slots: int) -> nn.Module:
-    del slots
+def _reference(config: ModelConfig, in_features: int, layout: EventLayout) -> nn.Module:
+    if layout.kind != "dijet":
+        raise ConfigError(
+            "model.name=reference is the seed paper's dijet encoder; object-level events take "
+            "model.name=mlp or transformer"
+        )
     return ReferenceEncoder(config, in_features)
 
 
-ENCODERS: dict[str, Callable[[ModelConfig, int, int], nn.Module]] = {
+ENCODERS: dict[str, Callable[[ModelConfig, int, EventLayout], nn.Module]] = {
     "transformer": _transformer,
     "mlp": _mlp,
     "reference": _reference,
 }
 
 
-def build_encoder(config: ModelConfig, in_features: int, constituents_per_jet: int) -> nn.Module:
-    """The encoder named by ``config.name``."""
-    return ENCODERS[config.name](config, in_features, NUM_JETS * constituents_per_jet)
+def build_encoder(config: ModelConfig, in_features: int, layout: EventLayout) -> nn.Module:
+    """The encoder named by ``config.name`` for events of ``layout``."""
+    return ENCODERS[config.name](config, in_features, layout)
 
 
 class ContrastiveModel(nn.Module):
@@ -70,11 +81,14 @@ class ContrastiveModel(nn.Module):
     ``config.representation`` ('encoder', 'head1' or 'head').
     """
 
-    def __init__(self, config: ModelConfig, features: Features, constituents_per_jet: int):
+    def __init__(self, config: ModelConfig, features: Features, layout: EventLayout):
         super().__init__()
         self.features = features
-        self.encoder = build_encoder(config, features.num_features, constituents_per_jet)
-        self.head = ProjectionHead(config.latent_dim, config.head_dim or config.latent_dim)
+        self.layout = layout
+        self.encoder = build_encoder(config, features.num_features, layout)
+        self.head = ProjectionHead(
+            config.latent_dim, config.head_dim or config.latent_dim, config.head_out
+        )
         self.representation = config.representation
 
     def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -95,10 +109,18 @@ class ContrastiveModel(nn.Module):
         return chosen
 
 
-def build_model(config: ModelConfig, constituents_per_jet: int) -> ContrastiveModel:
-    """The untrained contrastive model: fixed-constant normalisation, the encoder named by
-    ``config.name``, and the projection head (the one place that builds it)."""
-    from distributed_clr.augment.normalize import Normalizer
+def build_model(config: ModelConfig, layout: EventLayout | int) -> ContrastiveModel:
+    """The untrained contrastive model for events of ``layout`` (an int: dijets of that many
+    constituents per jet): fixed-constant normalisation (``Normalizer`` for dijets,
+    ``ObjectNormalizer`` for objects), the encoder named by ``config.name``, and the
+    projection head (the one place that builds it)."""
+    from distributed_clr.augment.normalize import Normalizer, ObjectNormalizer
 
-    features = Normalizer(frame=config.inputs, pt_scale=config.reference_pt_scale)
-    return ContrastiveModel(config, features, constituents_per_jet)
+    if isinstance(layout, int):
+        layout = dijet_layout(layout)
+    features: Features
+    if layout.kind == "objects":
+        features = ObjectNormalizer()
+    else:
+        features = Normalizer(frame=config.inputs, pt_scale=config.reference_pt_scale)
+    return ContrastiveModel(config, features, layout)

@@ -1,7 +1,9 @@
-"""The masked transformer encoder over the constituents of both jets.
+"""The masked transformer encoder over the constituents of both jets, or the objects of an event.
 
-Each constituent is embedded from its (normalised) features plus a learned jet-identity
-embedding (jet 1 or jet 2); there are no positional encodings, so the encoder is invariant to
+Each token is embedded from its (normalised) features plus a learned type embedding: the jet
+of a constituent (jet 1 or jet 2), or the type of an object slot (MET, electron, muon, jet);
+``storage.formats.EventLayout.token_types`` gives each slot its type. There are no positional
+encodings, so the encoder is invariant to
 the order of constituents, and padding is masked out of attention and pooling, so extra zero
 padding changes nothing.
 
@@ -28,6 +30,11 @@ def check_dijet_features(features: torch.Tensor) -> None:
     """Raise ValueError unless ``features`` is (B, 2, N, F): the two jets' constituents."""
     if features.ndim != 4 or features.shape[1] != NUM_JETS:
         raise ValueError(f"expected features of shape (B, 2, N, F), got {tuple(features.shape)}")
+
+
+def dijet_types(constituents_per_jet: int) -> tuple[int, ...]:
+    """The token types of a dijet: each constituent's jet (0 or 1)."""
+    return (0,) * constituents_per_jet + (1,) * constituents_per_jet
 
 
 def output_layer(width: int, latent_dim: int) -> nn.Module:
@@ -68,22 +75,33 @@ class _Block(nn.Module):
 
 
 class TransformerEncoder(nn.Module):
-    """Constituents of two jets -> one event representation.
+    """Constituents of two jets (or the objects of an event) -> one event representation.
 
-    ``forward(features, mask, weights)``: features (B, 2, N, F), mask (B, 2, N) bool (True for
-    real constituents), weights (B, 2, N) non-negative pooling weights (pT; normalised here per
-    event). Returns (B, latent_dim).
+    ``forward(features, mask, weights)``: features (B, S, N, F), mask (B, S, N) bool (True for
+    real entries), weights (B, S, N) non-negative pooling weights (pT; normalised here per
+    event). Returns (B, latent_dim). ``token_types`` gives the type of each of the S * N
+    flattened slots (default: a dijet's jets, for any N).
     """
 
-    def __init__(self, config: ModelConfig, in_features: int, ir_safe_attention: bool = True):
+    def __init__(
+        self,
+        config: ModelConfig,
+        in_features: int,
+        ir_safe_attention: bool = True,
+        token_types: tuple[int, ...] | None = None,
+    ):
         super().__init__()
+        self.fixed_types = token_types is not None
+        types = torch.tensor(token_types if token_types is not None else (0, 1))
+        self.token_types: torch.Tensor
+        self.register_buffer("token_types", types, persistent=False)
         width = config.width or config.latent_dim
         self.pooling = config.pooling
         self.ir_safe = ir_safe_attention and config.pooling == "pt_weighted"
         self.embed = nn.Sequential(
             nn.Linear(in_features, width), nn.GELU(), nn.Linear(width, width)
         )
-        self.jet_embedding = nn.Embedding(NUM_JETS, width)
+        self.type_embedding: nn.Embedding = nn.Embedding(int(types.max()) + 1, width)
         self.cls = nn.Parameter(torch.zeros(1, 1, width)) if config.pooling == "cls" else None
         ff_dim = config.ff_dim or 2 * width
         self.blocks = nn.ModuleList(
@@ -95,12 +113,20 @@ class TransformerEncoder(nn.Module):
     def forward(
         self, features: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor
     ) -> torch.Tensor:
-        check_dijet_features(features)
-        b, jets, n, f = features.shape
-        jet_index = torch.arange(NUM_JETS, device=features.device).repeat_interleave(n)
-        h = self.embed(features.reshape(b, jets * n, f)) + self.jet_embedding(jet_index)
-        mask = mask.reshape(b, jets * n)
-        w = torch.where(mask, weights.reshape(b, jets * n).clamp_min(0), 0.0)
+        b, groups, n, f = features.shape
+        if self.fixed_types:
+            if groups * n != len(self.token_types):
+                raise ValueError(
+                    f"transformer built for {len(self.token_types)} slots, got {groups * n}"
+                )
+            types = self.token_types
+        else:
+            check_dijet_features(features)
+            types = self.token_types.repeat_interleave(n)
+        slots = groups * n
+        h = self.embed(features.reshape(b, slots, f)) + self.type_embedding(types)
+        mask = mask.reshape(b, slots)
+        w = torch.where(mask, weights.reshape(b, slots).clamp_min(0), 0.0)
         w = w / w.sum(dim=1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
 
         if self.ir_safe:

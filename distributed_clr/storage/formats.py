@@ -7,7 +7,9 @@ lists; prepared dijets hold fixed-size constituent arrays; object-level events (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 
@@ -85,17 +87,6 @@ EMBEDDING_KEYS = ("event_id", "label", "process", "dataset", "split", "fold", "m
 key that joins it back to them."""
 
 
-def embedding_schema(dim: int) -> pa.Schema:
-    """Embeddings: the event's keys, its label and m_jj, and ``embedding`` [D] float32."""
-    base = dijet_schema(1)
-    return pa.schema(
-        [
-            *(base.field(name) for name in EMBEDDING_KEYS),
-            pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
-        ]
-    )
-
-
 OBJECT_SLOTS = 19
 """Slots of an object-level event: MET, 4 electrons, 4 muons, 10 jets (the CMS ADC2021 layout)."""
 OBJECT_BLOCKS = (("met", 0, 1, 1), ("electron", 1, 5, 2), ("muon", 5, 9, 3), ("jet", 9, 19, 4))
@@ -123,5 +114,78 @@ def object_schema() -> pa.Schema:
             pa.field("eta", slots, nullable=False),
             pa.field("phi", slots, nullable=False),
             pa.field("object_class", pa.list_(pa.int8(), OBJECT_SLOTS), nullable=False),
+        ]
+    )
+
+
+OBJECT_KEYS = ("event_id", "label", "process", "process_id", "dataset", "split", "fold")
+"""Columns an embedding shard carries over from object-level events."""
+
+
+@dataclass(frozen=True)
+class EventLayout:
+    """How a kind of event becomes tensors: x (B, groups, slots, 3) = (pT, eta, phi) and a
+    (B, groups, slots) mask of real entries (pT > 0).
+
+    Dijets are two groups (the jets) of N constituent slots; object-level events are one group
+    of 19 slots whose position fixes the object type. ``token_types`` gives each of the
+    ``groups * slots`` flattened slots a type id in ``range(num_types)``: the jet of a
+    constituent, or the class of an object slot minus one (MET, electron, muon, jet).
+    """
+
+    kind: Literal["dijet", "objects"]
+    groups: int
+    slots: int
+    token_types: tuple[int, ...]
+    keys: tuple[str, ...]
+    """The columns an embedding shard carries over from this kind of event."""
+
+    @property
+    def num_types(self) -> int:
+        return max(self.token_types) + 1
+
+    @property
+    def inputs(self) -> int:
+        """Entries of the flattened (pT, eta, phi) event: 57 for objects."""
+        return 3 * self.groups * self.slots
+
+
+def dijet_layout(num_constituents: int) -> EventLayout:
+    """Two jets of ``num_constituents`` slots each."""
+    types = (0,) * num_constituents + (1,) * num_constituents
+    return EventLayout("dijet", 2, num_constituents, types, EMBEDDING_KEYS)
+
+
+OBJECT_LAYOUT = EventLayout(
+    "objects",
+    1,
+    OBJECT_SLOTS,
+    tuple(cls - 1 for _, first, end, cls in OBJECT_BLOCKS for _ in range(first, end)),
+    OBJECT_KEYS,
+)
+"""One group of the 19 ADC2021 slots; types 0 MET, 1 electron, 2 muon, 3 jet."""
+
+EVENT_KINDS = ("dijet", "objects")
+"""Manifest kinds of event datasets that pretraining and embedding read."""
+
+
+def event_layout(kind: str, num_constituents: int) -> EventLayout:
+    """The layout of ``kind`` events (``num_constituents`` per jet for dijets)."""
+    if kind == "dijet":
+        return dijet_layout(num_constituents)
+    if kind == "objects":
+        return OBJECT_LAYOUT
+    raise ValueError(f"unknown event kind '{kind}'; expected one of {', '.join(EVENT_KINDS)}")
+
+
+def embedding_schema(dim: int, kind: str = "dijet") -> pa.Schema:
+    """Embeddings of ``kind`` events: their key columns (``EMBEDDING_KEYS`` for dijets, with
+    m_jj; ``OBJECT_KEYS`` for objects, with the SM process id) and ``embedding`` [D] float32."""
+    layout = event_layout(kind, 1)
+    source = dijet_schema(1) if layout.kind == "dijet" else object_schema()
+    return pa.schema(
+        [
+            *(source.field(name) for name in layout.keys),
+            pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
         ]
     )

@@ -157,9 +157,9 @@ def read_manifest(directory: Path) -> Manifest | None:
     return manifest
 
 
-def require_complete(directory: Path, kind: str) -> Manifest:
-    """The manifest of a finished dataset of ``kind``; a clear error for anything else
-    (``verify_shards`` checks the shards themselves)."""
+def require_complete(directory: Path, kind: str | tuple[str, ...]) -> Manifest:
+    """The manifest of a finished dataset of ``kind`` (or of one of several kinds); a clear
+    error for anything else (``verify_shards`` checks the shards themselves)."""
     directory = Path(directory)
     if directory.is_file():
         raise DatasetError(f"{directory} is a file, not a dataset directory")
@@ -168,8 +168,10 @@ def require_complete(directory: Path, kind: str) -> Manifest:
     manifest = read_manifest(directory)
     if manifest is None:
         raise DatasetError(f"{directory} has no {MANIFEST}: not a dclr dataset")
-    if manifest.kind != kind:
-        raise DatasetError(f"{directory} holds a '{manifest.kind}' dataset, expected '{kind}'")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if manifest.kind not in kinds:
+        expected = " or ".join(f"'{k}'" for k in kinds)
+        raise DatasetError(f"{directory} holds a '{manifest.kind}' dataset, expected {expected}")
     if not manifest.complete:
         raise DatasetError(
             f"{directory} is incomplete ({len(manifest.shards)} shards finished); "

@@ -141,19 +141,24 @@ def column_to_numpy(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any]:
 
 
 def constituents(
-    batch: Mapping[str, npt.NDArray[Any]] | pa.Table, device: torch.device | str | None = None
+    batch: Mapping[str, npt.NDArray[Any]] | pa.Table,
+    device: torch.device | str | None = None,
+    groups: int = 2,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x, mask): x (B, 2, N, 3) float32 as (pT, eta, phi); mask (B, 2, N), True for particles."""
+    """(x, mask): x (B, groups, N, 3) float32 as (pT, eta, phi); mask (B, groups, N), True
+    where pT > 0. ``groups`` is 2 for dijets (the jets) and 1 for object-level events (the 19
+    slots, ``storage.formats.EventLayout``)."""
     if isinstance(batch, pa.Table):
         arrays = {name: column_to_numpy(batch.column(name)) for name in CONSTITUENT_COLUMNS}
     else:
         arrays = {name: np.asarray(batch[name]) for name in CONSTITUENT_COLUMNS}
     pt = arrays["pt"]
-    if pt.ndim != 2 or pt.shape[1] % 2:
-        raise ValueError(f"constituent columns must be (B, 2N), got shape {pt.shape}")
+    if pt.ndim != 2 or pt.shape[1] % groups:
+        raise ValueError(f"constituent columns must be (B, {groups}N), got shape {pt.shape}")
     b, width = pt.shape
     stacked = np.stack([arrays[name] for name in CONSTITUENT_COLUMNS], axis=-1)
-    x = torch.as_tensor(stacked.astype(np.float32, copy=False)).view(b, 2, width // 2, FEATURES)
+    x = torch.as_tensor(stacked.astype(np.float32, copy=False))
+    x = x.view(b, groups, width // groups, FEATURES)
     mask = x[..., 0] > 0
     if device is not None:
         x, mask = x.to(device, non_blocking=True), mask.to(device, non_blocking=True)

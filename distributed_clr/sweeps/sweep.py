@@ -77,13 +77,14 @@ def sweep(
     """
     import ray
 
+    from distributed_clr.storage.formats import EVENT_KINDS
     from distributed_clr.storage.manifest import require_complete
 
     name = sweep_name(name, space)
     check_search(space, config.tune)
     space.check(config)
     data = Path(data).resolve()
-    require_complete(data, "dijet")
+    require_complete(data, EVENT_KINDS)
     config = _pin_paths(config)
     experiment = join(config.ray.storage_path, name)
 

@@ -27,10 +27,11 @@ from distributed_clr.checkpoint import save_initial
 from distributed_clr.config.load import RESUMABLE_CHANGES, to_flat_dict, to_yaml
 from distributed_clr.config.schema import SELECTION_MODES, RunConfig
 from distributed_clr.runtime import init_ray, join, storage_root, units_that_fit
+from distributed_clr.storage.formats import EVENT_KINDS
 from distributed_clr.storage.manifest import require_complete
 from distributed_clr.storage.verify import verify_shards
 from distributed_clr.tracking import Kind, RunHandle
-from distributed_clr.train.feed import datasets
+from distributed_clr.train.feed import datasets, label_columns
 from distributed_clr.train.plan import (
     EpochPlan,
     PretrainError,
@@ -72,10 +73,10 @@ def pretrain(
         kind: the ``dclr.kind`` tag of the MLflow run ('pretrain', or 'trial' in a sweep).
     """
     data = Path(data).resolve()
-    manifest = require_complete(data, "dijet")
+    manifest = require_complete(data, EVENT_KINDS)
     verify_shards(data, manifest, config.data.verify)  # before Ray, MLflow or a model
     run_name = check_run_name(run_name or default_run_name())
-    config = config_for_data(config, manifest.config["prepare"])
+    config = config_for_data(config, manifest)
     samples = plan_samples(data, config)
     limit = config.data.max_events
     train_events = samples.compositions["train"].events
@@ -142,8 +143,8 @@ def untrained(config: RunConfig, data: str | Path, directory: str | Path) -> Pat
     in ``directory``: the baseline that shows what training adds (``checkpoint.save_initial``).
     The model is sized from the data's prepare settings, as in ``pretrain``."""
     data = Path(data).resolve()
-    manifest = require_complete(data, "dijet")
-    config = config_for_data(config, manifest.config["prepare"])
+    manifest = require_complete(data, EVENT_KINDS)
+    config = config_for_data(config, manifest)
     path = save_initial(Path(directory), config)
     log.info("untrained encoder (train.seed %d) written to %s", config.train.seed, path)
     return path
@@ -160,14 +161,15 @@ def augment_effects(config: RunConfig, data: Path) -> list[Effect]:
     import pyarrow as pa
     import torch
 
-    from distributed_clr.augment import Augmenter, Normalizer, effects
+    from distributed_clr.augment import Augmenter, effects
+    from distributed_clr.checkpoint import run_model
     from distributed_clr.storage.reader import CONSTITUENT_COLUMNS, constituents, iter_tables
 
     augmenter = Augmenter(config.augment)
     if not augmenter.names:
         return []
     tables = iter_tables(
-        data, "dijet", splits=[config.data.train_split], columns=CONSTITUENT_COLUMNS,
+        data, config.data.kind, splits=[config.data.train_split], columns=CONSTITUENT_COLUMNS,
         batch_rows=EFFECT_EVENTS, verify="rows",
     )  # fmt: skip
     chunks, rows = [], 0
@@ -178,14 +180,17 @@ def augment_effects(config: RunConfig, data: Path) -> list[Effect]:
             break
     if not rows:
         return []
-    x, mask = constituents(pa.concat_tables(chunks).slice(0, EFFECT_EVENTS))
+    model = run_model(config)
+    x, mask = constituents(
+        pa.concat_tables(chunks).slice(0, EFFECT_EVENTS), groups=model.layout.groups
+    )
     generator = torch.Generator().manual_seed(config.train.seed)
-    measured = effects(augmenter, Normalizer(frame=config.model.inputs), x, mask, generator)
+    measured = effects(augmenter, model.features, x, mask, generator)
     for effect in measured:
         log.info("augmentation %s (%d train events)", effect.describe(), len(x))
         if effect.features_changed < 0.01:
             why = (
-                f"the '{config.model.inputs}' encoder inputs are invariant to it by construction"
+                "the encoder's inputs are invariant to it by construction"
                 if effect.invariant
                 else "it is close to a no-op with these settings"
             )
@@ -268,7 +273,9 @@ def _fit(
                 checkpoint_score_order=SELECTION_MODES[config.train.selection_metric],
             ),
         ),
-        datasets=datasets(config.data, data, config.train.seed, samples),
+        datasets=datasets(
+            config.data, data, config.train.seed, samples, labels=label_columns(config.loss)
+        ),
     )
     try:
         result = trainer.fit()

@@ -12,17 +12,25 @@ import numpy.typing as npt
 import pyarrow as pa
 import torch
 
-from distributed_clr.config.schema import DataConfig
+from distributed_clr.config.schema import DataConfig, LossConfig
 from distributed_clr.sampling import event_keys
+from distributed_clr.storage.formats import event_layout
 from distributed_clr.storage.reader import column_to_numpy, constituents, ray_dataset
 from distributed_clr.train.samples import KEY_COLUMN, SamplePlan
 from distributed_clr.train.trainer import Batch
 
-__all__ = ["TRAIN_COLUMNS", "VAL_COLUMNS", "DijetCollate", "batches", "datasets"]
+__all__ = ["EventCollate", "batches", "datasets", "label_columns"]
 
-TRAIN_COLUMNS = ("pt", "eta", "phi", "label")
-VAL_COLUMNS = ("pt", "eta", "phi", "label", KEY_COLUMN)
+INPUT_COLUMNS = ("pt", "eta", "phi")
 KEY_SOURCES = ("event_id", "dataset")
+
+
+def label_columns(loss: LossConfig) -> tuple[str, ...]:
+    """The per-event columns a batch carries besides the inputs: the signal label (the linear
+    probe's), and the SM process id when SupCon is trained on it."""
+    if loss.name == "supcon" and loss.supcon_label != "label":
+        return ("label", loss.supcon_label)
+    return ("label",)
 
 
 def _collate_base() -> type:
@@ -32,20 +40,24 @@ def _collate_base() -> type:
     return base
 
 
-class DijetCollate(_collate_base()):  # type: ignore[misc]
-    """``iter_torch_batches(collate_fn=DijetCollate(...))``: Arrow batch -> dict of tensors
+class EventCollate(_collate_base()):  # type: ignore[misc]
+    """``iter_torch_batches(collate_fn=EventCollate(...))``: Arrow batch -> dict of tensors
     (``storage.reader.constituents`` plus the ``extra`` columns).
 
-    Returns ``x`` (B, 2, N, 3), ``mask`` (B, 2, N) and each of ``extra`` (e.g. label, mjj) as a
-    tensor, all on ``device``.
+    Returns ``x`` (B, S, N, 3), ``mask`` (B, S, N) (S = ``groups``: 2 jets, or 1 group of
+    object slots) and each of ``extra`` (e.g. label, process_id) as a tensor, all on
+    ``device``.
     """
 
-    def __init__(self, extra: Sequence[str] = ("label",), device: str | None = None) -> None:
+    def __init__(
+        self, extra: Sequence[str] = ("label",), device: str | None = None, groups: int = 2
+    ) -> None:
         self.extra = tuple(extra)
         self.device = device
+        self.groups = groups
 
     def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
-        x, mask = constituents(batch, self.device)
+        x, mask = constituents(batch, self.device, self.groups)
         out = {"x": x, "mask": mask}
         for name in self.extra:
             # A copy: Arrow's buffers are read-only and torch wants writable memory.
@@ -68,11 +80,14 @@ def with_keys(table: pa.Table, keep: npt.NDArray[np.int64] | None = None) -> pa.
     return table
 
 
-def datasets(config: DataConfig, data: Path, seed: int, plan: SamplePlan) -> dict[str, Any]:
-    """``{"train": ..., "val": ...}``: the splits ``config`` names, the train split limited to
-    the events of ``plan`` and to ``config.max_events``, both with their event keys; kept in
-    the object store when ``config.cache`` (later epochs do not re-read Parquet), the train
-    blocks in a seeded random order."""
+def datasets(
+    config: DataConfig, data: Path, seed: int, plan: SamplePlan, labels: Sequence[str] = ("label",)
+) -> dict[str, Any]:
+    """``{"train": ..., "val": ...}``: the splits ``config`` names (of a ``config.kind``
+    dataset) with the inputs and the ``labels`` columns, the train split limited to the events
+    of ``plan`` and to ``config.max_events``, both with their event keys; kept in the object
+    store when ``config.cache`` (later epochs do not re-read Parquet), the train blocks in a
+    seeded random order."""
     import ray.data
 
     from distributed_clr.progress import progress_enabled
@@ -80,11 +95,11 @@ def datasets(config: DataConfig, data: Path, seed: int, plan: SamplePlan) -> dic
     ray.data.DataContext.get_current().enable_progress_bars = progress_enabled()
     out = {}
     for name, split, columns, keep in (
-        ("train", config.train_split, TRAIN_COLUMNS, plan.train),
-        ("val", config.val_split, VAL_COLUMNS, None),
+        ("train", config.train_split, (*INPUT_COLUMNS, *labels), plan.train),
+        ("val", config.val_split, (*INPUT_COLUMNS, *labels, KEY_COLUMN), None),
     ):
         read = [*(c for c in columns if c != KEY_COLUMN), *KEY_SOURCES]
-        ds = ray_dataset(data, "dijet", splits=[split], columns=read, verify=config.verify)
+        ds = ray_dataset(data, config.kind, splits=[split], columns=read, verify=config.verify)
         if keep is not None or KEY_COLUMN in columns:
             ds = ds.map_batches(with_keys, fn_kwargs={"keep": keep}, batch_format="pyarrow")
         ds = ds.select_columns(list(columns))
@@ -108,7 +123,11 @@ def batches(
 ) -> Iterator[Batch]:
     """Full batches of this rank's shard as tensors (``x``, ``mask`` and ``extra`` columns),
     shuffled through a local buffer seeded ``shuffle_seed`` (None: in order)."""
-    collate = DijetCollate(extra=extra, device=str(device) if device.type == "cuda" else None)
+    collate = EventCollate(
+        extra=extra,
+        device=str(device) if device.type == "cuda" else None,
+        groups=event_layout(config.kind, 1).groups,
+    )
     buffer = config.shuffle_buffer if shuffle_seed is not None else 0
     shuffled = buffer >= batch_size
     iterator: Iterator[Batch] = shard.iter_torch_batches(

@@ -11,6 +11,7 @@ from typing import Any
 from distributed_clr.config.errors import ConfigError
 from distributed_clr.config.schema import PrepareConfig, RunConfig
 from distributed_clr.errors import RunError, UserError
+from distributed_clr.storage.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,41 @@ def split_events(manifest_summary: dict[str, Any], split: str, limit: int | None
     return min(n, limit) if limit is not None else n
 
 
-def config_for_data(config: RunConfig, prepare: dict[str, Any]) -> RunConfig:
-    """The run config with the ``prepare`` section that made the data (the model's input size
-    depends on it)."""
-    made_with = PrepareConfig.model_validate(prepare)
+def config_for_data(config: RunConfig, manifest: Manifest) -> RunConfig:
+    """The run config for the event dataset of ``manifest``: ``data.kind`` set to its kind,
+    and for dijets the ``prepare`` section that made them (the model's input size depends on
+    it). Checks that the augmentations and the loss apply to that kind of event."""
+    from distributed_clr.augment import check_pipeline
+
+    kind = manifest.kind
+    check_pipeline(tuple(config.augment.pipeline), kind)
+    if (
+        config.loss.name == "supcon"
+        and config.loss.supcon_label == "process_id"
+        and (kind != "objects")
+    ):
+        raise ConfigError(
+            "loss.supcon_label=process_id needs object-level events (dijet datasets carry no "
+            "SM process id); SupCon on dijets takes loss.supcon_label=label, which trains on "
+            "the signal labels"
+        )
+    if (
+        config.model.mlp_norm == "batch"
+        and config.model.name == "mlp"
+        and (config.ray.num_workers > 1 and not config.ray.use_gpu)
+    ):
+        raise ConfigError(
+            "model.mlp_norm=batch with several CPU workers would normalise with per-rank batch "
+            "statistics (SyncBatchNorm needs GPUs): use model.mlp_norm=layer, one worker, or "
+            "ray.use_gpu=true"
+        )
+    data = config.data.model_copy(update={"kind": kind})
+    if kind != "dijet":
+        return config.model_copy(update={"data": data})
+    made_with = PrepareConfig.model_validate(manifest.config["prepare"])
     if made_with != config.prepare:
         log.info(
             "using the data's prepare settings (%d constituents per jet)",
             made_with.num_constituents,
         )
-    return config.model_copy(update={"prepare": made_with})
+    return config.model_copy(update={"prepare": made_with, "data": data})

@@ -57,9 +57,9 @@ class SamplePlan:
         return out
 
 
-def _read(data: Path, splits: list[str]) -> dict[str, npt.NDArray[Any]]:
+def _read(data: Path, kind: str, splits: list[str]) -> dict[str, npt.NDArray[Any]]:
     parts: dict[str, list[npt.NDArray[Any]]] = {c: [] for c in COLUMNS}
-    for table in iter_tables(data, "dijet", splits=splits, columns=COLUMNS, verify="rows"):
+    for table in iter_tables(data, kind, splits=splits, columns=COLUMNS, verify="rows"):
         for name in COLUMNS:
             parts[name].append(column_to_numpy(table.column(name)))
     return {
@@ -75,7 +75,7 @@ def plan_samples(data: Path, config: RunConfig) -> SamplePlan:
     """The train, val and probe events of a run on the prepared dataset ``data``."""
     spec, seed = config.sample.pretrain, config.sample.seed
     train_split, val_split = config.data.train_split, config.data.val_split
-    events = _read(data, [train_split, val_split])
+    events = _read(data, config.data.kind, [train_split, val_split])
     keys = event_keys(events["event_id"], events["dataset"])
     label, process = events["label"].astype(np.int8), events["process"]
     in_train, in_val = events["split"] == train_split, events["split"] == val_split

@@ -45,18 +45,35 @@ def contrastive_loss(
     augmenter: Augmenter,
     generator: torch.Generator,
     precision: str = "fp32",
+    labels: str = "label",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, z1, z2) of one batch: two views, one forward pass over both, the loss in fp32."""
+    """(loss, z1, z2) of one batch: two views, one forward pass over both, the loss in fp32.
+
+    SupCon takes its classes from the batch column ``labels``; a negative value (an unknown
+    process) becomes a class of its own, so such an event's only positive is its other view
+    (NT-Xent for it)."""
     x, mask = batch["x"], batch["mask"]
     (x1, m1), (x2, m2) = make_views(x, mask, augmenter, generator)
     with autocast_context(precision, x.device):
         z = model(torch.cat([x1, x2]), torch.cat([m1, m2]))
     z1, z2 = z.float().chunk(2)
     if isinstance(loss_fn, SupConLoss):
-        loss = loss_fn(torch.stack([z1, z2], dim=1), batch["label"].long())
+        loss = loss_fn(torch.stack([z1, z2], dim=1), supcon_classes(batch[labels]))
     else:
         loss = loss_fn(z1, z2)
     return loss, z1, z2
+
+
+def supcon_classes(labels: torch.Tensor) -> torch.Tensor:
+    """int64 classes of a batch: the labels, with each negative (unknown) one replaced by a
+    class no other event of any rank has (-1 - (rank * B + i))."""
+    classes = labels.long()
+    unknown = classes < 0
+    if not bool(unknown.any()):
+        return classes
+    n = len(classes)
+    own = -1 - (distributed.rank() * n + torch.arange(n, device=classes.device))
+    return torch.where(unknown, own, classes)
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
@@ -96,6 +113,8 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch
         self.global_batch = train.batch_size * world_size
         self.loss_fn = build_loss(loss).to(device)
+        self.labels = loss.supcon_label if loss.name == "supcon" else "label"
+        """The batch column SupCon's classes come from."""
         # Validation runs rank by rank (no collectives inside), so its loss gathers nothing.
         self.val_loss_fn = build_loss(loss.model_copy(update={"gather_distributed": False}))
         self.val_loss_fn = self.val_loss_fn.to(device)
@@ -116,6 +135,7 @@ class Trainer:
             self.augmenter,
             generator,
             self.train_config.precision,
+            self.labels,
         )
         if not torch.isfinite(loss):
             raise FloatingPointError(

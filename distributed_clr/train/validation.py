@@ -99,8 +99,9 @@ def validate(
         if int(use.sum()) >= 2:
             part = {k: v[use] for k, v in batch.items()}
             loss, z1, z2 = contrastive_loss(
-                plain, trainer.val_loss_fn, part, trainer.augmenter, generator, precision
-            )
+                plain, trainer.val_loss_fn, part, trainer.augmenter, generator, precision,
+                trainer.labels,
+            )  # fmt: skip
             terms = torch.stack([loss, alignment(z1, z2), uniformity(torch.cat([z1, z2]))])
             sums[:3] += terms.to(sums.dtype)
             sums[3] += 1
@@ -225,7 +226,7 @@ class Validator:
         device = self.trainer.device
         generator = torch.Generator(device=device)
         generator.manual_seed(derive_seed(self.seed, 4, self.rank, bits=63))
-        extra = ("label", KEY_COLUMN)
+        extra = tuple(dict.fromkeys(("label", self.trainer.labels, KEY_COLUMN)))
         feed = batches(self.shard, self.batch_size, device, self.data, None, extra)
         metrics, probe = validate(self.trainer, feed, generator, self.loss_keys, self.probe_keys)
         probes = typing.cast("list[Probe]", distributed.all_gather_objects(probe))

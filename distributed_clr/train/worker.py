@@ -17,13 +17,18 @@ from typing import Any
 
 import torch
 
-from distributed_clr.checkpoint import TrainState, load_checkpoint, restore_rng, unwrap
+from distributed_clr.checkpoint import (
+    TrainState,
+    load_checkpoint,
+    restore_rng,
+    run_model,
+    unwrap,
+)
 from distributed_clr.config.schema import RunConfig
-from distributed_clr.models import build_model
 from distributed_clr.seeds import derive_seed
 from distributed_clr.tracking import EpochLogger, RunHandle
 from distributed_clr.train.faults import FaultInjector
-from distributed_clr.train.feed import batches
+from distributed_clr.train.feed import batches, label_columns
 from distributed_clr.train.loop import EpochPieces, run_epochs
 from distributed_clr.train.samples import SamplePlan
 from distributed_clr.train.trainer import Trainer
@@ -64,9 +69,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     _configure_worker_logging()
 
     torch.manual_seed(train.seed)  # identical initial weights on every rank
-    model = ray.train.torch.prepare_model(
-        build_model(config.model, config.prepare.num_constituents)
-    )
+    model: torch.nn.Module = run_model(config)
+    if config.model.mlp_norm == "batch" and config.ray.use_gpu and world > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
+    model = ray.train.torch.prepare_model(model)
     if train.compile:
         model = torch.compile(model)  # type: ignore[assignment]
     trainer = Trainer(
@@ -88,10 +94,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         logger = EpochLogger(spec.run, system_metrics=config.tracking.system_metrics)
         logger.backfill(state.history)
     train_shard = ray.train.get_dataset_shard("train")
+    trainer_labels = label_columns(config.loss)
 
     def train_batches(epoch: int) -> Any:
         shuffle_seed = derive_seed(train.seed, 3, epoch, rank, bits=63) % 2**32
-        return batches(train_shard, train.batch_size, device, config.data, shuffle_seed, ("label",))
+        return batches(
+            train_shard, train.batch_size, device, config.data, shuffle_seed, trainer_labels
+        )
 
     pieces = EpochPieces(
         config=config,

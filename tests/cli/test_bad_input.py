@@ -335,7 +335,7 @@ def test_pretrain_on_raw_events(run: Run, tmp_path: Path) -> None:
     raw = _raw(tmp_path / "raw")
     code, err = run(["pretrain", "--data", str(raw), "--preset", "debug"])
     assert code == 2
-    assert "holds a 'raw' dataset, expected 'dijet'" in err
+    assert "holds a 'raw' dataset, expected 'dijet' or 'objects'" in err
 
 
 def test_pretrain_batch_larger_than_the_data(run: Run, prepared: Path, tmp_path: Path) -> None:
@@ -442,7 +442,7 @@ def test_evaluate_data_of_the_wrong_kind_even_for_the_latent_space(
         _evaluate(encoder, tmp_path / "out", "--data", str(raw), "--feature-set", "latent")
     )
     assert code == 2
-    assert "holds a 'raw' dataset, expected 'dijet'" in err
+    assert "holds a 'raw' dataset, expected 'dijet' or 'objects'" in err
     assert not (tmp_path / "out" / "summary.json").exists()
 
 

@@ -192,3 +192,43 @@ def test_cli_imports_a_signal_file(tmp_path: Path, capsys: pytest.CaptureFixture
     assert set(table["process_id"].to_pylist()) == {-1}
     assert main(["import-adc", str(source), "--out", str(out), "--process", "Ato4l",
                  "--label", "0"]) == 2  # fmt: skip
+
+
+def cocktail_events(n: int, seed: int = 0) -> tuple[npt.NDArray[np.float32], npt.NDArray[Any]]:
+    """Events of three toy SM-like processes in the ADC2021 layout, and their process ids:
+    0 one lepton with MET (W-like), 1 two same-flavour leptons (Z-like), 2 jets only with a
+    soft lepton (QCD-like); each with a few jets. The processes differ in their objects, not
+    in one variable, so a linear probe on a representation can tell them apart."""
+    rng = np.random.default_rng(seed)
+    values = adc_events(n, seed)
+    ids = rng.integers(0, 3, n)
+    leptons = values[:, 1:9]
+    leptons[...] = 0
+    flavour = rng.integers(0, 2, n)  # electron or muon block
+    first = 1 + 4 * flavour
+    row = np.arange(n)
+    hard = rng.exponential(20.0, n) + 25.0
+    soft = rng.exponential(10.0, n) + 15.0
+    lead = np.where(ids == 2, rng.exponential(3.0, n) + 23.0, np.maximum(hard, soft))
+    second = np.minimum(hard, soft)
+    for slot, pt, use in ((first, lead, np.ones(n, bool)), (first + 1, second, ids == 1)):
+        values[row[use], slot[use], 0] = pt[use]
+        values[row[use], slot[use], 1] = rng.uniform(-2.4, 2.4, n)[use]
+        values[row[use], slot[use], 2] = rng.uniform(-np.pi, np.pi, n)[use]
+        values[row[use], slot[use], 3] = 2 + flavour[use]
+    values[:, 0, 0] = np.where(ids == 0, rng.exponential(40.0, n) + 20.0, rng.exponential(8.0, n))
+    values[:, 0, 0] += 0.1
+    return values, ids
+
+
+def four_lepton_events(n: int, seed: int = 0) -> npt.NDArray[np.float32]:
+    """A toy signal in the ADC2021 layout: two electrons and two muons per event, and jets."""
+    rng = np.random.default_rng(seed)
+    values = adc_events(n, seed)
+    values[:, 1:9] = 0
+    for first, code in ((1, 2), (5, 3)):
+        values[:, first : first + 2, 0] = -np.sort(-(rng.exponential(30, (n, 2)) + 20), axis=1)
+        values[:, first : first + 2, 1] = rng.uniform(-2.4, 2.4, (n, 2))
+        values[:, first : first + 2, 2] = rng.uniform(-np.pi, np.pi, (n, 2))
+        values[:, first : first + 2, 3] = code
+    return values

@@ -18,7 +18,7 @@ from distributed_clr.physics.reference import reference_dijets
 from distributed_clr.storage.formats import SchemaError, dijet_schema
 from distributed_clr.storage.manifest import DatasetError, Manifest, require_complete
 from distributed_clr.storage.reader import constituents, iter_tables, ray_dataset, shard_paths
-from distributed_clr.train.feed import DijetCollate
+from distributed_clr.train.feed import EventCollate
 from tests.data.physics import read_raw
 
 
@@ -211,7 +211,7 @@ def test_loading_a_split(prepared: Path) -> None:
     )
     assert ds.count() == manifest.summary["splits"]["train"]
     batch = next(
-        iter(ds.iter_torch_batches(batch_size=32, collate_fn=DijetCollate(("label", "mjj"))))
+        iter(ds.iter_torch_batches(batch_size=32, collate_fn=EventCollate(("label", "mjj"))))
     )
     assert batch["x"].shape == (32, 2, 16, 3)
     assert batch["x"].dtype == torch.float32

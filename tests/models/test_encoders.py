@@ -12,6 +12,7 @@ from distributed_clr.models import (
     ReferenceEncoder,
     TransformerEncoder,
 )
+from distributed_clr.storage.formats import dijet_layout
 
 
 def _event(b: int = 4, n: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,6 +109,7 @@ def test_mlp_encoder_zeroes_padding_and_checks_size() -> None:
 
 class _LogFeatures:
     num_features = 3
+    invariances: frozenset[str] = frozenset()
 
     def __call__(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return _features(x, mask)
@@ -116,7 +118,7 @@ class _LogFeatures:
 @pytest.mark.parametrize(("representation", "dim"), [("encoder", 16), ("head1", 24), ("head", 16)])
 def test_representation_choice(representation: str, dim: int) -> None:
     config = ModelConfig(latent_dim=16, head_dim=24, heads=4, representation=representation)
-    model = ContrastiveModel(config, _LogFeatures(), constituents_per_jet=10).eval()
+    model = ContrastiveModel(config, _LogFeatures(), dijet_layout(10)).eval()
     x, mask = _event()
     assert model.represent(x, mask).shape == (4, dim)
     assert model(x, mask).shape == (4, 16)
@@ -133,7 +135,7 @@ def test_model_with_the_package_normalizer_and_augmented_views() -> None:
     from distributed_clr.losses import NTXentLoss
 
     config = ModelConfig(latent_dim=16, heads=4, dropout=0.0)
-    model = ContrastiveModel(config, Normalizer(), constituents_per_jet=10)
+    model = ContrastiveModel(config, Normalizer(), dijet_layout(10))
     x, mask = _event(b=8, n=10)
     (x1, m1), (x2, m2) = make_views(x, mask, AugmentConfig(), torch.Generator().manual_seed(0))
     loss = NTXentLoss(temperature=0.2)(model(x1, m1), model(x2, m2))
@@ -201,7 +203,7 @@ def test_reference_model_with_paper_inputs() -> None:
     from distributed_clr.models import build_model
 
     config = ModelConfig(name="reference", inputs="paper", latent_dim=16, heads=4, dropout=0.0)
-    model = build_model(config, constituents_per_jet=12).eval()
+    model = build_model(config, 12).eval()
     assert isinstance(model.encoder, ReferenceEncoder)
     assert model.represent(x, mask).shape == (3, 16)
 

@@ -114,6 +114,14 @@ def test_shipped_spaces_load(preset: str) -> None:
         check_search(space, resolve_config(preset, overrides=space.settings).tune)
 
 
+def test_the_object_space_loads_on_the_object_preset() -> None:
+    space = load_space(SPACES / "adc_loss_latent.yaml", get_preset("paper_adc"))
+    assert space.all_grid
+    assert space.grid_points == 10
+    assert space.param("loss.name").values == ("ntxent", "supcon")
+    assert space.param("model.latent_dim").values == (4, 8, 16, 32, 64)
+
+
 def test_search_algorithm_must_fit_the_space() -> None:
     base = get_preset("debug")
     space = load_space(SPACES / "temperature_latent.yaml", base)
