@@ -38,7 +38,7 @@ import numpy.typing as npt
 from distributed_clr.config import GenerateConfig
 from distributed_clr.physics.clustering import leading_jet_pt
 from distributed_clr.physics.detector import apply_detector
-from distributed_clr.physics.pythia import _final_state, _make_pythia, pythia_settings
+from distributed_clr.physics.pythia import _final_state, make_pythia, pythia_settings
 
 CUTS = (800.0, 900.0, 1000.0, 1100.0, 1200.0)
 CHUNK = 500
@@ -48,7 +48,7 @@ def generate(
     config: GenerateConfig, n_events: int, seed: int
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     """pTHat [GeV] and trigger decision of ``n_events`` generated events (nextBatch chunks)."""
-    pythia: Any = _make_pythia(pythia_settings(config, seed))
+    pythia: Any = make_pythia(pythia_settings(config, seed))
     rng = np.random.default_rng(seed)
     pthat: list[npt.NDArray[np.float64]] = []
     passed: list[npt.NDArray[np.bool_]] = []

@@ -51,13 +51,59 @@ def summary_text(result: DemoResult) -> str:
             "signal fraction f (mean +- std over repeats [68% bootstrap interval])\n"
         )
         text += table(["features", *(f"f={f:g}" for f in fractions)], rows, right=columns)
+    text += _probe_text(result) + _nplm_text(result)
     return text
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from distributed_clr.demo import run_demo
+def _probe_text(result: DemoResult) -> str:
+    trained = result.classify.get("process_probe") or {}
+    if not trained:
+        return ""
+    initial = result.untrained_classify.get("process_probe") or {}
+    rows = []
+    for feature_set, entry in trained.items():
+        rows.append([f"{feature_set} (trained)", _accuracy(entry), f"{entry['chance']:.3f}"])
+        if feature_set == "latent" and "latent" in initial:
+            rows.append(["latent (untrained)", _accuracy(initial["latent"]), ""])
+    return "\nSM process linear probe, test accuracy [68% bootstrap interval]:\n" + table(
+        ["features", "accuracy", "chance"], rows
+    )
 
-    result = run_demo(config_from(args), args.out, scale=args.scale)
+
+def _accuracy(entry: dict[str, Any]) -> str:
+    low, high = entry["interval"]
+    return f"{entry['accuracy']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _nplm_text(result: DemoResult) -> str:
+    results = result.nplm.get("results") or {}
+    if not results:
+        return ""
+    rows = []
+    for feature_set, entry in results.items():
+        for process, by_n in entry.get("signals", {}).items():
+            for n, stats in by_n.items():
+                power = stats["power"].get("3") or {}
+                cell = (
+                    f"{power['power']:.2f} [{power['low']:.2f}, {power['high']:.2f}]"
+                    if power
+                    else "-"
+                )
+                rows.append([feature_set, process, n, f"{stats['z_median']:.2f}", cell])
+    return "\nNPLM (embedding vs the 57 raw inputs 'event'):\n" + table(
+        ["features", "signal", "injected", "median Z", "P(Z > 3) [68% CL]"], rows
+    )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from distributed_clr.demo import run_demo, run_object_demo
+
+    if args.kind == "objects":
+        if args.preset is None and not args.config:
+            args.preset = "demo_objects"
+        result = run_object_demo(config_from(args), args.out, scale=args.scale)
+    else:
+        result = run_demo(config_from(args), args.out, scale=args.scale)
     sys.stdout.write(f"\ndemo finished; everything is under {result.directory}/\n\n")
     sys.stdout.write(summary_text(result))
     if result.mlflow_run_id:
@@ -79,6 +125,12 @@ def add_parser(commands: Any) -> None:
     )
     demo.add_argument("--out", type=Path, default=Path("demo_data"), help="working directory")
     demo.add_argument("--scale", type=float, default=1.0, help="multiply every stage's size")
+    demo.add_argument(
+        "--kind", choices=["dijet", "objects"], default="dijet",
+        help="dijets (QCD and W', the 2023 paper's path) or object-level events (the SM "
+        "cocktail and two signals, SupCon and NPLM: the 2025 paper's path; default preset "
+        "demo_objects)",
+    )  # fmt: skip
     add_scaling_flags(demo, "train on GPUs")
     add_config_options(demo)
     demo.set_defaults(handler=_cmd_demo)

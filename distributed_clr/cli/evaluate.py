@@ -272,7 +272,7 @@ def _common_options(
     parser.add_argument(
         "--data",
         type=Path,
-        help="the prepared dijet dataset the embeddings were made from (needed for the 'event' "
+        help="the event dataset the embeddings were made from (needed for the 'event' "
         "and 'highlevel' feature sets and Trans+BC)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")

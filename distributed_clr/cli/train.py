@@ -81,7 +81,12 @@ def add_parsers(commands: Any) -> None:
         "Rerunning with the same --run-name continues the run from its latest checkpoint; "
         "worker failures restart from the last checkpoint (train.faults.max_failures).",
     )
-    pre.add_argument("--data", type=Path, required=True, help="prepared dijet dataset")
+    pre.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="event dataset: prepared dijets or object-level events",
+    )
     pre.add_argument("--run-name", help="name of the run (Ray storage and MLflow); default: new")
     pre.add_argument(
         "--untrained",
@@ -97,13 +102,19 @@ def add_parsers(commands: Any) -> None:
     emb = commands.add_parser(
         "embed",
         help="embed prepared events with a trained encoder (Ray Data batch inference)",
-        description="Write embedding shards (event keys, label, m_jj, embedding) for the "
-        "prepared events, with the model of a checkpoint directory or of an MLflow run.",
+        description="Write embedding shards (event keys, label, m_jj or the SM process id, "
+        "embedding) for the events of a dataset of the kind the encoder was trained on, with "
+        "the model of a checkpoint directory or of an MLflow run.",
     )
     source = emb.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="MLflow run id of a pretraining run")
     source.add_argument("--checkpoint", type=Path, help="checkpoint directory")
-    emb.add_argument("--data", type=Path, required=True, help="prepared dijet dataset")
+    emb.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="event dataset: prepared dijets or object-level events",
+    )
     emb.add_argument("--out", type=Path, required=True, help="output embedding dataset directory")
     emb.add_argument(
         "--split", action="append", choices=["train", "val", "test"], help="only these splits"

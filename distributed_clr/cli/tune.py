@@ -82,7 +82,12 @@ def add_parser(subparsers: Any) -> None:
         "checkpoint.",
     )
     parser.add_argument("--space", type=Path, required=True, help="search space YAML file")
-    parser.add_argument("--data", type=Path, required=True, help="prepared dijet dataset")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="event dataset: prepared dijets or object-level events",
+    )
     parser.add_argument(
         "--name", help="sweep name (Tune experiment, MLflow parent run); a rerun resumes it"
     )

@@ -137,6 +137,37 @@ def paper_adc_simclr() -> RunConfig:
     return config.model_copy(update={"loss": config.loss.model_copy(update={"name": "ntxent"})})
 
 
+def demo_objects() -> RunConfig:
+    """The object-level path in minutes on a 2-core CPU (``dclr demo --kind objects``): 6,000
+    cocktail events and two signals, ``paper_adc``'s encoder and SupCon at latent size 8, two
+    Ray workers, 15 epochs, and a small NPLM study."""
+    base = paper_adc()
+    return base.model_copy(
+        update={
+            "objects": base.objects.model_copy(update={"events": 6_000, "shards": 4}),
+            "model": base.model.model_copy(update={"latent_dim": 8}),
+            "train": base.train.model_copy(
+                update={
+                    "epochs": 15,
+                    "batch_size": 256,
+                    "schedule": ScheduleConfig(name="cosine", warmup_epochs=2),
+                }
+            ),
+            "evaluate": base.evaluate.model_copy(update={"repeats": 2}),
+            "nplm": base.nplm.model_copy(
+                update={
+                    "toys": 30,
+                    "reference_events": 3_000,
+                    "data_events": 1_000,
+                    "signal_events": [30, 60],
+                    "centers": 300,
+                }
+            ),
+            "ray": RayConfig(num_workers=2),
+        }
+    )
+
+
 def search() -> RunConfig:
     """An m_jj-blind CWoLa bump hunt on generated dijets, sized for a 2-core machine (about
     an hour): ``demo``'s encoder and training, on 24,000 QCD events (and a W' signal to inject,
@@ -214,6 +245,7 @@ def debug() -> RunConfig:
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "debug": debug,
     "demo": demo,
+    "demo_objects": demo_objects,
     "paper_adc": paper_adc,
     "paper_adc_simclr": paper_adc_simclr,
     "paper_lhco": paper_lhco,

@@ -48,9 +48,13 @@ from distributed_clr.config.learning import (
 )
 from distributed_clr.config.sample import BumpHuntSample, RoleSample, SampleConfig
 from distributed_clr.config.stages import (
+    SIGNAL_PROCESSES,
+    SM_PROCESSES,
     DataConfig,
     DetectorConfig,
     GenerateConfig,
+    ObjectGenerateConfig,
+    ObjectRecoConfig,
     PrepareConfig,
     RayConfig,
     TrackingConfig,
@@ -64,6 +68,8 @@ __all__ = [
     "OBJECT_AUGMENTATIONS",
     "REPRESENTATIONS",
     "SELECTION_MODES",
+    "SIGNAL_PROCESSES",
+    "SM_PROCESSES",
     "AugmentConfig",
     "AugmentationName",
     "BumpHuntConfig",
@@ -81,6 +87,8 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "NPLMConfig",
+    "ObjectGenerateConfig",
+    "ObjectRecoConfig",
     "OptimizerConfig",
     "PrepareConfig",
     "RayConfig",
@@ -102,6 +110,7 @@ class RunConfig(Section):
 
     data: DataConfig = Field(default_factory=DataConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    objects: ObjectGenerateConfig = Field(default_factory=ObjectGenerateConfig)
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

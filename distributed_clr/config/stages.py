@@ -137,6 +137,116 @@ class GenerateConfig(Section):
 
 
 # ------------------------------------------------------------------------------------------------
+# generate-objects
+
+SM_PROCESSES: tuple[str, ...] = ("w_lnu", "qcd", "z_ll", "ttbar")
+"""The SM processes of the object-level cocktail; a process's position is its process_id."""
+SIGNAL_PROCESSES: tuple[str, ...] = ("ato4l", "lq_btau", "h0_tautau", "hplus_taunu")
+"""The BSM signals of the object-level path (the four ADC2021 signal samples)."""
+ObjectProcess = Literal[
+    "sm_cocktail", "w_lnu", "qcd", "z_ll", "ttbar", "ato4l", "lq_btau", "h0_tautau", "hplus_taunu"
+]
+
+
+class ObjectRecoConfig(Section):
+    """The parametric object reconstruction (``physics/objects.py``): leptons, jets, MET and
+    the ADC2021 preselection."""
+
+    lepton_eta_max: PositiveFloat = 2.5
+    """Electrons and muons beyond this |eta| are not reconstructed (the tracker's reach)."""
+    electron_pt_min: NonNegFloat = 10.0
+    """Lowest reconstructed electron pT [GeV]."""
+    muon_pt_min: NonNegFloat = 10.0
+    """Lowest reconstructed muon pT [GeV]."""
+    isolation_radius: PositiveFloat = 0.3
+    """Cone of the lepton isolation sum."""
+    isolation_max: NonNegFloat | None = None
+    """Largest allowed isolation sum / lepton pT; None: no isolation, as the ADC2021 objects,
+    which emulate the Level-1 trigger's (its single-lepton trigger has no isolation, which is
+    why a third of that background is QCD: leptons from heavy-flavour decays)."""
+    electron_efficiency: Fraction = 0.95
+    """Probability to reconstruct an isolated electron in the acceptance."""
+    muon_efficiency: Fraction = 0.98
+    """Probability to reconstruct an isolated muon in the acceptance."""
+    electron_resolution: NonNegFloat = 0.02
+    """Relative Gaussian pT resolution of electrons."""
+    muon_resolution: NonNegFloat = 0.015
+    """Relative Gaussian pT resolution of muons."""
+    jet_radius: PositiveFloat = 0.4
+    """Anti-kT radius of the jets."""
+    jet_pt_min: NonNegFloat = 15.0
+    """Lowest jet pT [GeV]."""
+    jet_eta_max: PositiveFloat = 4.0
+    """Jets beyond this |eta| are removed (the ADC2021 preselection)."""
+    trigger_lepton_pt: NonNegFloat = 23.0
+    """The preselection: the leading electron or muon has at least this pT [GeV]."""
+    detector: DetectorConfig = Field(
+        default_factory=lambda: DetectorConfig(eta_max=5.0, pt_min=0.5)
+    )
+    """The calorimeter model of the particles that make jets and MET (|eta| < 5)."""
+
+
+class ObjectGenerateConfig(Section):
+    """Object-level events with Pythia 8 (``dclr generate-objects``): the SM cocktail and the
+    BSM signals of the 2025 paper's ADC2021 samples."""
+
+    process: ObjectProcess = "sm_cocktail"
+    """An SM process, their cocktail, or a signal."""
+    events: PositiveInt = 10_000
+    """Events to write (after the preselection)."""
+    shards: PositiveInt = 4
+    """Output shards; one Ray task each (a cocktail gives each process its share of them)."""
+    seed: Seed = 1
+    """Master seed; every shard derives its own from it and its process."""
+    mix: Literal["fractions", "cross_section"] = "fractions"
+    """How the cocktail is mixed: ``fractions``, or in proportion to each process's
+    cross-section times its preselection efficiency, measured in a pilot run of
+    ``pilot_events`` generated events per process."""
+    fractions: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {"w_lnu": 0.592, "qcd": 0.338, "z_ll": 0.067, "ttbar": 0.003}
+    )
+    """Shares of the SM processes in the cocktail (the ADC2021 background: W 59.2%, QCD
+    33.8%, Z 6.7%, ttbar 0.3%); normalised to 1."""
+    pilot_events: Annotated[int, Field(ge=50)] = 2_000
+    """Generated events per process of the pilot run of ``mix=cross_section``."""
+    sqrt_s: PositiveFloat = 13_000.0
+    """Proton-proton centre-of-mass energy [GeV]."""
+    qcd_pthat_min: PositiveFloat = 50.0
+    """Minimum hard-process pT of the QCD sample (heavy-flavour pairs, the source of leptons
+    in QCD events) [GeV]. Few heavy-flavour leptons reach the 23 GeV preselection from softer
+    scatterings: measured preselection efficiency 1.0% at 30 GeV, 5.9% at 60 GeV (1,000
+    events each), so lower values cost much more generation."""
+    z_mass_min: PositiveFloat = 50.0
+    """Lowest Z/gamma* mass generated [GeV]."""
+    a_mass: PositiveFloat = 50.0
+    """Mass of the neutral scalar A of A -> ZZ* -> 4 leptons [GeV] (ADC2021: 50)."""
+    lq_mass: PositiveFloat = 80.0
+    """Mass of the leptoquark of LQ -> b tau [GeV] (ADC2021 low-mass sample: 80)."""
+    h0_mass: PositiveFloat = 60.0
+    """Mass of the neutral scalar of h0 -> tau tau [GeV] (ADC2021: 60)."""
+    hplus_mass: PositiveFloat = 60.0
+    """Mass of the charged scalar of h+- -> tau nu [GeV] (ADC2021: 60)."""
+    chunk_events: Annotated[int, Field(ge=16, le=5_000)] = 500
+    """Most events Pythia generates per batch."""
+    pythia_settings: dict[str, PythiaValue] = Field(default_factory=dict)
+    """Raw Pythia settings, applied last."""
+    reco: ObjectRecoConfig = Field(default_factory=ObjectRecoConfig)
+    """The object reconstruction and preselection."""
+
+    @model_validator(mode="after")
+    def _fractions_known(self) -> Self:
+        unknown = sorted(set(self.fractions) - set(SM_PROCESSES))
+        if unknown:
+            raise ValueError(
+                f"fractions name unknown processes {unknown}; SM processes are "
+                f"{', '.join(SM_PROCESSES)}"
+            )
+        if sum(self.fractions.values()) <= 0:
+            raise ValueError("fractions must have a positive sum")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------
 # prepare
 
 

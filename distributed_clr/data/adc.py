@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from distributed_clr.config.schema import PrepareConfig
 from distributed_clr.data.hdf5 import check_positive, decode_strings, open_hdf5, row_chunks
-from distributed_clr.data.splits import assign_splits
+from distributed_clr.data.objects import object_table
 from distributed_clr.errors import UserError
 from distributed_clr.progress import progress
 from distributed_clr.storage.files import write_parquet_atomic
@@ -42,7 +42,6 @@ from distributed_clr.storage.formats import (
     OBJECT_SLOTS,
     PROCESS_ID_UNKNOWN,
     SPLITS,
-    object_schema,
 )
 from distributed_clr.storage.manifest import (
     Manifest,
@@ -262,8 +261,12 @@ def import_adc(
                         chunk_ids = np.full(c1 - c0, process_id, dtype=np.int16)
                     else:
                         chunk_ids = np.asarray(ids[s0 + c0 : s0 + c1]).reshape(-1).astype(np.int16)
+                    event_ids = np.arange(s0 + c0, s0 + c1, dtype=np.int64)
+                    values = rows[:, :, :3]
                     parts.append(
-                        _table(rows, classes, chunk_ids, s0 + c0, label, process, dataset, prepare)
+                        object_table(
+                            values, classes, chunk_ids, event_ids, label, process, dataset, prepare
+                        )
                     )
                     bar.update(c1 - c0)
                 table = pa.concat_tables(parts).combine_chunks()
@@ -286,47 +289,6 @@ def import_adc(
     }
     finish(out, manifest)
     return manifest
-
-
-def _table(
-    values: npt.NDArray[Any],
-    classes: npt.NDArray[np.int8],
-    process_ids: npt.NDArray[np.int16],
-    first_row: int,
-    label: int,
-    process: str,
-    dataset: str,
-    prepare: PrepareConfig,
-) -> pa.Table:
-    n = len(values)
-    event_ids = np.arange(first_row, first_row + n, dtype=np.int64)
-    split, fold = assign_splits(
-        event_ids,
-        dataset,
-        train_fraction=prepare.train_fraction,
-        val_fraction=prepare.val_fraction,
-        num_folds=prepare.num_folds,
-        salt=prepare.split_salt,
-    )
-
-    def slots(column: npt.NDArray[Any], dtype: Any, arrow: pa.DataType) -> pa.Array:
-        flat = pa.array(np.ascontiguousarray(column, dtype=dtype).reshape(-1), arrow)
-        return pa.FixedSizeListArray.from_arrays(flat, OBJECT_SLOTS)
-
-    columns = {
-        "event_id": pa.array(event_ids),
-        "label": pa.array(np.full(n, label, dtype=np.int8)),
-        "process": pa.array([process] * n, pa.string()),
-        "process_id": pa.array(process_ids, pa.int16()),
-        "dataset": pa.array([dataset] * n, pa.string()),
-        "split": pa.array(np.asarray(SPLITS, dtype=object)[split], pa.string()),
-        "fold": pa.array(fold, pa.int8()),
-        "pt": slots(values[:, :, 0], np.float32, pa.float32()),
-        "eta": slots(values[:, :, 1], np.float32, pa.float32()),
-        "phi": slots(values[:, :, 2], np.float32, pa.float32()),
-        "object_class": slots(classes, np.int8, pa.int8()),
-    }
-    return pa.table(columns, schema=object_schema())
 
 
 def _counts(table: pa.Table) -> dict[str, Any]:

@@ -68,9 +68,14 @@ def shard_seed(config: GenerateConfig, index: int) -> np.random.SeedSequence:
 
 
 def event_ids(config: GenerateConfig, index: int, n: int) -> np.ndarray[Any, np.dtype[np.int64]]:
-    base = (_dataset_tag(config.process, config.seed) << (_SHARD_BITS + _INDEX_BITS)) | (
-        index << _INDEX_BITS
-    )
+    return make_event_ids(config.process, config.seed, index, n)
+
+
+def make_event_ids(
+    process: str, seed: int, index: int, n: int
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The event ids of shard ``index`` of a generated ``process`` dataset (module comment)."""
+    base = (_dataset_tag(process, seed) << (_SHARD_BITS + _INDEX_BITS)) | (index << _INDEX_BITS)
     return base + np.arange(n, dtype=np.int64)
 
 

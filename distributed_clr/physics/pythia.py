@@ -40,14 +40,21 @@ class PythiaSettingsError(UserError, GenerationError):
     """Pythia refused a setting or failed to initialise with the settings given."""
 
 
+def pythia_seed_lines(seed: int | None) -> list[str]:
+    """The Pythia settings that seed a run (none for ``seed=None``)."""
+    if seed is None:
+        return []
+    if not 1 <= seed <= PYTHIA_SEED_MAX:
+        raise ValueError(f"Pythia seed must be in [1, {PYTHIA_SEED_MAX}], got {seed}")
+    return ["Random:setSeed = on", f"Random:seed = {seed}"]
+
+
 def pythia_settings(config: GenerateConfig, seed: int | None) -> list[str]:
     """The Pythia settings of a run, in the order they are read (raw settings last, so they win).
 
     ``seed=None`` leaves out the two seed lines (for the manifest, which lists seeds per shard).
     """
-    if seed is not None and not 1 <= seed <= PYTHIA_SEED_MAX:
-        raise ValueError(f"Pythia seed must be in [1, {PYTHIA_SEED_MAX}], got {seed}")
-    seeding = [] if seed is None else ["Random:setSeed = on", f"Random:seed = {seed}"]
+    seeding = pythia_seed_lines(seed)
     settings = [
         "Beams:idA = 2212",
         "Beams:idB = 2212",
@@ -86,7 +93,7 @@ def pythia_settings(config: GenerateConfig, seed: int | None) -> list[str]:
     return settings
 
 
-def _make_pythia(settings: list[str]) -> Any:
+def make_pythia(settings: list[str]) -> Any:
     with contextlib.redirect_stdout(io.StringIO()):
         import pythia8mc
 
@@ -163,7 +170,7 @@ def generate_events(
     pythia_seed_seq, detector_seed_seq = seed_sequence.spawn(2)
     pythia_seed = derive_pythia_seed(pythia_seed_seq)
     rng = np.random.default_rng(detector_seed_seq)
-    pythia = _make_pythia(pythia_settings(config, pythia_seed))
+    pythia = make_pythia(pythia_settings(config, pythia_seed))
 
     kept: list[Particles] = []
     have = generated = failed = 0

@@ -502,3 +502,21 @@ def test_verify_passes_a_good_dataset_and_lists_what_is_wrong(
     assert f"shard {shards[1]} is missing" in out
     assert "absent does not exist" in out
     assert json.loads((data / "manifest.json").read_text())["complete"]  # verify changes nothing
+
+
+def test_generate_objects_refuses_unknown_cocktail_processes(run: Run, tmp_path: Path) -> None:
+    out = tmp_path / "objects"
+    args = ["generate-objects", "--out", str(out), "--set", "objects.fractions={higgs: 1.0}"]
+    code, err = run(args)
+    assert code == 2
+    assert "fractions name unknown processes ['higgs']" in err
+    assert "w_lnu, qcd, z_ll, ttbar" in err
+    assert not out.exists()
+
+
+def test_combining_datasets_that_are_not_events_is_refused(run: Run, tmp_path: Path) -> None:
+    raw, other = _raw(tmp_path / "raw"), _raw(tmp_path / "other")
+    code, err = run(["combine", str(raw), str(other), "--out", str(tmp_path / "both")])
+    assert code == 2
+    assert "expected 'dijet' or 'objects'" in err
+    assert not (tmp_path / "both").exists()
