@@ -25,7 +25,6 @@ from distributed_clr.physics.object_observables import (
 )
 from distributed_clr.plotting import save_figure
 
-
 SLOW = {"qcd": 4, "h0_tautau": 4, "hplus_taunu": 10}
 """Processes with a low preselection efficiency get this many times fewer events."""
 
