@@ -62,7 +62,8 @@ def _probe_text(result: DemoResult) -> str:
     initial = result.untrained_classify.get("process_probe") or {}
     rows = []
     for feature_set, entry in trained.items():
-        rows.append([f"{feature_set} (trained)", _accuracy(entry), f"{entry['chance']:.3f}"])
+        name = "latent (trained)" if feature_set == "latent" else f"{feature_set} (raw inputs)"
+        rows.append([name, _accuracy(entry), f"{entry['chance']:.3f}"])
         if feature_set == "latent" and "latent" in initial:
             rows.append(["latent (untrained)", _accuracy(initial["latent"]), ""])
     return "\nSM process linear probe, test accuracy [68% bootstrap interval]:\n" + table(

@@ -5,9 +5,11 @@ ttbar mixed to ``objects.fractions`` (the ADC2021 shares by default) or, with
 ``objects.mix=cross_section``, in proportion to each process's cross-section times its
 preselection efficiency, both measured in a pilot run of ``objects.pilot_events`` generated
 events per process (Ray tasks; recorded in the manifest, so a resumed run mixes the same way).
-Each process gets its share of the events and of the shards (at least one shard each), and
-its own dataset name, so (dataset, event_id) stays unique. Events carry their SM process id
-(``physics.object_events.process_id``; -1 for signals) and their split and fold.
+Each process gets its share of the events, a share of the shards by generation cost (at least
+one shard each), and its own dataset name, so (dataset, event_id) stays unique. Events carry their SM process id
+(``physics.object_events.process_id``; -1 for signals) and their split and fold. The shard
+plan and the pilot's results are written into the manifest before the first shard, so a
+resumed run makes exactly the shards it planned.
 
 Shards get their seeds from the master seed, the process and the shard index: the same
 command writes the same bytes, and a killed run resumes shard by shard (``storage/manifest``).
@@ -102,14 +104,25 @@ def _largest_remainder(total: int, weights: dict[str, float]) -> dict[str, int]:
     return counts
 
 
+TYPICAL_EFFICIENCY = {
+    "w_lnu": 0.31, "qcd": 0.041, "z_ll": 0.47, "ttbar": 0.37,
+    "ato4l": 0.27, "lq_btau": 0.15, "h0_tautau": 0.060, "hplus_taunu": 0.008,
+}  # fmt: skip
+"""Preselection efficiencies at the default settings (``benchmarks/object_physics.py``), used
+only to share the shards of a cocktail by generation cost: they never change an event."""
+
+
 def plan_shards(
     config: ObjectGenerateConfig, share: dict[str, float]
 ) -> list[tuple[str, int, int]]:
-    """(process, shard index, events) of every shard: each process its share of the events
-    and of the shards, at least one shard for each process with events."""
+    """(process, shard index, events) of every shard: each process its share of the events,
+    and of the shards in proportion to its generation cost (events / typical preselection
+    efficiency), at least one shard for each process with events."""
     events = _largest_remainder(config.events, share)
     events = {p: n for p, n in events.items() if n > 0}
-    shards = _largest_remainder(config.shards, {p: n / config.events for p, n in events.items()})
+    cost = {p: n / TYPICAL_EFFICIENCY.get(p, 0.1) for p, n in events.items()}
+    total_cost = sum(cost.values())
+    shards = _largest_remainder(config.shards, {p: c / total_cost for p, c in cost.items()})
     plan = []
     for process, n in events.items():
         count = min(max(shards.get(process, 0), 1), n)
@@ -217,7 +230,14 @@ def generate_objects(
         pilot = _pilot(config, ray_config)
         manifest.summary["pilot"] = pilot
         manifest.write(out)
-    plan = plan_shards(config, shares(config, pilot))
+    # The plan is recorded before any shard is made, so a resumed run makes the same shards.
+    recorded = manifest.summary.get("plan")
+    if recorded is None:
+        plan = plan_shards(config, shares(config, pilot))
+        manifest.summary["plan"] = [list(entry) for entry in plan]
+        manifest.write(out)
+    else:
+        plan = [(str(p), int(i), int(n)) for p, i, n in recorded]
     done = {s.file for s in manifest.shards}
     todo = [(p, i, n) for p, i, n in plan if shard_file(p, i) not in done]
     crash_point("stage-started", str(out))
@@ -236,7 +256,7 @@ def generate_objects(
             for _, record in as_completed(pending, failed):
                 publish(out, manifest, staging / record.file, record)
                 bar.update(record.rows)
-    manifest.summary = _summary(config, manifest, pilot)
+    manifest.summary = {**_summary(config, manifest, pilot), "plan": manifest.summary["plan"]}
     finish(out, manifest)
     log.info("%s: %d object-level events (%s)", out, manifest.rows, config.process)
     return manifest

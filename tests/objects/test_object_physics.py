@@ -163,3 +163,21 @@ def test_a_generated_cocktail_has_the_configured_fractions_and_resumes(
     (out / first.file).unlink()
     again = generate_objects(config, out, RayConfig(num_cpus=4), PrepareConfig())
     assert {s.file: s.sha256 for s in again.shards} == {s.file: s.sha256 for s in manifest.shards}
+
+
+@pytest.mark.ray
+def test_cross_section_mixing_follows_the_pilot_run(ray_session: None, tmp_path: Path) -> None:
+    config = ObjectGenerateConfig(events=60, shards=2, mix="cross_section", pilot_events=300)
+    manifest = generate_objects(config, tmp_path / "mixed", RayConfig(num_cpus=4))
+    pilot = manifest.summary["pilot"]
+    assert set(pilot) == {"w_lnu", "qcd", "z_ll", "ttbar"}
+    for entry in pilot.values():
+        assert entry["generated"] == 300
+        assert entry["sigma_gen_pb"] > 0
+    weights = {p: e["sigma_gen_pb"] * e["efficiency"] for p, e in pilot.items()}
+    expected = {p: w / sum(weights.values()) for p, w in weights.items()}
+    realised = {p: e["fraction"] for p, e in manifest.summary["processes"].items()}
+    for process, fraction in realised.items():
+        assert fraction == pytest.approx(expected[process], abs=1 / 60 + 1e-9)
+    # W has the largest cross-section times efficiency of the four
+    assert max(realised, key=realised.__getitem__) == "w_lnu"
