@@ -6,10 +6,10 @@ ttbar mixed to ``objects.fractions`` (the ADC2021 shares by default) or, with
 preselection efficiency, both measured in a pilot run of ``objects.pilot_events`` generated
 events per process (Ray tasks; recorded in the manifest, so a resumed run mixes the same way).
 Each process gets its share of the events, a share of the shards by generation cost (at least
-one shard each), and its own dataset name, so (dataset, event_id) stays unique. Events carry their SM process id
-(``physics.object_events.process_id``; -1 for signals) and their split and fold. The shard
-plan and the pilot's results are written into the manifest before the first shard, so a
-resumed run makes exactly the shards it planned.
+one shard each), and its own dataset name, so (dataset, event_id) stays unique. Events carry
+their SM process id (``physics.object_events.process_id``; -1 for signals) and their split
+and fold. The shard plan and the pilot's results are written into the manifest before the
+first shard, so a resumed run makes exactly the shards it planned.
 
 Shards get their seeds from the master seed, the process and the shard index: the same
 command writes the same bytes, and a killed run resumes shard by shard (``storage/manifest``).
