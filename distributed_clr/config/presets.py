@@ -93,8 +93,9 @@ def paper_adc() -> RunConfig:
     the inputs with p = 0.5, temperature 0.9, LARS at lr 0.2 x batch / 256 with 10 warm-up
     epochs and cosine decay, batch 1024 on one worker, 50 epochs. ``paper_adc_simclr`` is its
     SimCLR variant. Evaluations compare the embedding with the 57 raw inputs ('event'); the
-    Trans+BC baseline is a dijet model and is off. The paper's transformer is ``--set
-    model.name=transformer model.width=64 model.heads=8 model.depth=4 model.pooling=cls``."""
+    Trans+BC baseline is a dijet model and is off. The paper's transformer is
+    ``model.name=transformer``, ``model.width=64``, ``model.heads=8``, ``model.depth=4``,
+    ``model.pooling=cls``."""
     return RunConfig(
         data=DataConfig(kind="objects"),
         augment=AugmentConfig(pipeline=["mask_inputs"], input_mask_probability=0.5),
