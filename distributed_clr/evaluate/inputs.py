@@ -202,7 +202,9 @@ def _embedding_kind(paths: Sequence[Path]) -> str:
 
 def _read_embeddings(
     directory: Path, splits: Sequence[str] | None, with_latent: bool, verify: VerifyLevel
-) -> tuple[dict[str, npt.NDArray[Any]], pa.ChunkedArray, npt.NDArray[np.float32] | None]:
+) -> tuple[dict[str, npt.NDArray[Any]], pa.ChunkedArray, npt.NDArray[np.float32] | None, str]:
+    """The key columns, dataset names and latent vectors of an embedding dataset, and the
+    kind of events it was made from ('dijet' or 'objects')."""
     manifest = require_complete(directory, "embedding")
     _check_splits(manifest.summary.get("splits", {}), splits, directory, "the embedding dataset")
     kind = _embedding_kind([directory / s.file for s in manifest.shards])
@@ -234,12 +236,11 @@ def _read_embeddings(
     else:
         arrays["mjj"] = np.full(rows, np.nan)
         arrays["process_id"] = _concat(parts["process_id"], np.zeros(0, np.int16)).astype(np.int16)
-    arrays["kind"] = np.array(kind)
     if not rows:
         raise DatasetError(f"the embedding dataset {directory} has no events to evaluate")
     dataset = pa.chunked_array([c for d in datasets for c in d.chunks], pa.string())
     latent = _concat(latent_parts, np.zeros((0, 1), np.float32)) if with_latent else None
-    return arrays, dataset, latent
+    return arrays, dataset, latent, kind
 
 
 def _read_data(
@@ -444,8 +445,7 @@ def load_inputs(
         if bad:
             raise EvaluationError(f"unknown split(s) {bad}; splits are {', '.join(SPLITS)}")
     embeddings = Path(embeddings)
-    emb, emb_dataset, latent = _read_embeddings(embeddings, splits, "latent" in sets, verify)
-    kind = str(emb.pop("kind"))
+    emb, emb_dataset, latent, kind = _read_embeddings(embeddings, splits, "latent" in sets, verify)
     if kind == "objects":
         wrong = [s for s in sets if s not in OBJECT_SETS]
         if wrong:
