@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from distributed_clr import __version__
-from distributed_clr.cli import config, data, demo, evaluate, train, tune
+from distributed_clr.cli import config, data, demo, evaluate, study, train, tune
 from distributed_clr.config import ConfigError
 from distributed_clr.errors import RunError, UserError
 from distributed_clr.storage.manifest import set_command
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(commands)
     tune.add_parser(commands)
     demo.add_parser(commands)
+    study.add_parser(commands)
     return parser
 
 

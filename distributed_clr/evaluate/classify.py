@@ -289,6 +289,8 @@ def _classify(
             "embeddings": source.manifest.config,
             "splits": [train_split, test_split],
             "trans_bc_model": summary["trans_bc_model"],
+            # Evaluations that draw other events are other runs, not one run overwritten.
+            "sample": sample.model_dump(mode="json"),
         }
         run = open_evaluation_run(parent, source, config, tracking, "classify", identity)
     return finish(out, summary, tables, plots, metrics, run)

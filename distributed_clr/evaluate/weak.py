@@ -124,7 +124,11 @@ def cwola(
         summary = {**source_summary(label, source, data, parent), **summary}
         run = None
         if parent is not None and tracking is not None:
-            run_identity = {"embeddings": source.manifest.config, "splits": used}
+            run_identity = {
+                "embeddings": source.manifest.config,
+                "splits": used,
+                "sample": sample.model_dump(mode="json"),
+            }
             run = open_evaluation_run(parent, source, config, tracking, label, run_identity)
         return finish(out, summary, tables, plots, metrics, run)
 

@@ -54,9 +54,15 @@ TRIAL_STATUSES = ("complete", "stopped", "error", "incomplete")
 """The statuses of a trial in the summary; the parent is tagged ``dclr.trials_<status>``."""
 
 
-def open_parent(config: RunConfig, space: SearchSpace, name: str, data: Path) -> RunHandle | None:
+def open_parent(
+    config: RunConfig,
+    space: SearchSpace,
+    name: str,
+    data: Path,
+    parent_run_id: str | None = None,
+) -> RunHandle | None:
     """The sweep's parent run: new, or the one an earlier attempt of ``name`` left (None when
-    tracking is off).
+    tracking is off); a child of ``parent_run_id`` when given (a study's run).
 
     A rerun may change what a rerun of a pretraining run may (``config.RESUMABLE_CHANGES``:
     ``train.epochs``, ``train.faults.*``, ``ray.*``, ``tracking.*``); nothing else.
@@ -83,6 +89,7 @@ def open_parent(config: RunConfig, space: SearchSpace, name: str, data: Path) ->
             config_text=to_yaml(config),
             tags={SPACE_TAG: space.name, DATA_TAG: str(data)},
             may_differ=RESUMABLE_CHANGES,
+            parent_run_id=parent_run_id,
         )
     except TrackingError as err:  # another configuration under this name
         raise SweepError(

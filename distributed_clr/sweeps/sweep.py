@@ -54,6 +54,7 @@ def sweep(
     name: str | None = None,
     *,
     log_embeddings: bool = False,
+    parent_run_id: str | None = None,
 ) -> SweepResult:
     """Run (or resume) the sweep ``name`` of ``space`` over ``config`` on prepared ``data``.
 
@@ -67,6 +68,7 @@ def sweep(
             name restores the sweep. Default: ``<space name>-<time stamp>``.
         log_embeddings: embed the val and test splits at the end of every trial (off by
             default: ``dclr embed --run <id>`` embeds the trial you choose).
+        parent_run_id: an MLflow run the sweep's own run is a child of (a study's).
 
     Raises:
         ConfigError: a space value, search algorithm or metric that cannot work.
@@ -94,7 +96,7 @@ def sweep(
     trial_config = config.model_copy(
         update={"ray": config.ray.model_copy(update={"storage_path": join(experiment, "runs")})}
     )
-    parent = records.open_parent(config, space, name, data)
+    parent = records.open_parent(config, space, name, data, parent_run_id)
     with contextlib.nullcontext() if parent is None else parent.failing_on_error():
         trainable = make_trainable(
             trial_config,

@@ -65,6 +65,7 @@ class Kind:
     TRIAL = "trial"
     SWEEP = "sweep"
     EVALUATE = "evaluate"
+    STUDY = "study"
 
 
 class TrackingError(UserError, ValueError):

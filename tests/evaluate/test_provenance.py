@@ -85,3 +85,26 @@ def test_results_go_to_a_child_of_the_encoder_run(encoder: Encoder, tmp_path: Pa
     assert (
         classify(latent, encoder.embeddings, None, tmp_path / "e", tracking=off)["mlflow"] is None
     )
+
+
+def test_evaluations_of_other_events_get_runs_of_their_own(
+    encoder: Encoder, tmp_path: Path
+) -> None:
+    """The same classifier test on fewer training events is another measurement: it must not
+    log into (and overwrite) the run of the full one."""
+    from distributed_clr.config.schema import RoleSample, SampleConfig
+
+    config = fast_config(feature_sets=["highlevel"], classifiers=["lct"], trans_bc=NO_TRANS_BC)
+    full = classify(
+        config, encoder.embeddings, encoder.data, tmp_path / "full", tracking=encoder.tracking
+    )
+    fewer = classify(
+        config,
+        encoder.embeddings,
+        encoder.data,
+        tmp_path / "fewer",
+        tracking=encoder.tracking,
+        sample=SampleConfig(classify_train=RoleSample(background=40, signal=40)),
+    )
+    assert fewer["mlflow"]["run_id"] != full["mlflow"]["run_id"]
+    assert fewer["composition"]["classify_train"]["background"] == 40
