@@ -119,6 +119,9 @@ def hunt_cell(
     if entry is None:
         return Cell(math.nan, note="missing")
     mean, std = _mean(entry, key), _float(entry.get(key, {}).get("std"))
+    if not math.isfinite(mean):
+        # evaluate.bumphunt.min_sideband_events: a cut that leaves too few events is not fit.
+        return Cell(math.nan, note="no fit: too few events after the cut")
     return Cell(mean, mean - std, mean + std, std=std)
 
 

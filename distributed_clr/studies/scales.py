@@ -65,6 +65,7 @@ _CI: dict[str, list[tuple[str, Any]]] = {
         ("evaluate.trans_bc.batch_size", 64),
         ("evaluate.cwola.fractions", [0.0, 0.1, 0.3, 1.0]),
         ("evaluate.bumphunt.allow_leaky", True),
+        ("evaluate.bumphunt.efficiencies", [1.0, 0.3]),
         ("nplm.toys", 6),
         ("nplm.reference_events", 100),
         ("nplm.data_events", 60),
