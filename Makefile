@@ -51,4 +51,4 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 clean:  ## remove run outputs (keeps .venv)
-	rm -rf mlruns ray_results demo_data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf mlruns ray_results demo_data studies .pytest_cache .mypy_cache .ruff_cache

@@ -130,7 +130,8 @@ def _layout(table: ReportTable) -> tuple[list[str], list[list[str]], list[str]]:
                 if not value.get("checked", True):
                     source += "; not yet checked against the paper"
                 mark = sources.setdefault(source, len(sources) + 1)
-                cells.append(f"{_number(float(value['value']))} [{mark}]")
+                # As published: the paper's (or the authors' code's) own precision.
+                cells.append(f"{float(value['value']):g} [{mark}]")
         rows.append(cells)
     notes = [f"[{n}] {source}" for source, n in sources.items()]
     if (entry is not None and entry.get("status") and not entry.get("values")) or (
@@ -352,6 +353,10 @@ def write_report(
         *(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in setup),
         "</ul>",
     ]
+    pieces_heading = (
+        f"Pieces and run times (sum {_number(total)} s; this invocation {_number(seconds)} s; "
+        "a pretraining piece shows its share of the sweep's wall time)"
+    )
     sections = [
         (
             "Pretraining runs",
@@ -360,7 +365,7 @@ def write_report(
         ),
         ("Samples of each evaluation", ["evaluation", "events drawn"], _samples(results)),
         (
-            f"Pieces and run times (sum {_number(total)} s; this invocation {_number(seconds)} s)",
+            pieces_heading,
             ["piece", "kind", "seconds", "finished"],
             _pieces(pieces),
         ),

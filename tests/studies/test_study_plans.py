@@ -113,3 +113,28 @@ def test_published_tables_exist_for_every_report_table_that_names_one() -> None:
         "cwola-scan/fig9",
         "training-fraction/fig12",
     } <= keys
+
+
+def test_report_tables_put_the_published_number_next_to_ours_with_its_source() -> None:
+    import math
+
+    from distributed_clr.studies.plan import Cell, ReportTable
+    from distributed_clr.studies.report import _layout, format_cell
+
+    table = ReportTable(
+        "table2",
+        "t",
+        ["FCN AUC", "Trans+BC max SIC"],
+        published="latent-dim/table2",
+    )
+    table.rows["latent 8"] = {"FCN AUC": Cell(0.81, 0.8, 0.82), "Trans+BC max SIC": Cell(3.2)}
+    table.rows["latent 16"] = {"FCN AUC": Cell(math.nan, note="n/a"), "Trans+BC max SIC": Cell(2)}
+    header, rows, notes = _layout(table)
+    assert header == ["", "FCN AUC", "Trans+BC max SIC", "Trans+BC max SIC (paper)"]
+    assert rows[0] == ["latent 8", "0.810 [0.800, 0.820]", "3.200", "7.608 [1]"]
+    assert rows[1][1] == "n/a"
+    assert rows[1][3] == "12.794 [1]"
+    assert "Table II" in notes[0]
+    assert "dim_scan_plots.ipynb" in notes[0]
+    assert "not yet checked against the paper" in notes[0]
+    assert format_cell(Cell(0.004, 0.001, 0.01, note="<")) == "< 0.004"
