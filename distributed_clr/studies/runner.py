@@ -5,9 +5,10 @@
 2. The config: the study's default preset for the data's kind (``--preset`` replaces it), the
    ``--config`` files, the scale (``scales``), the study's own settings, then ``--set``. A
    ``--set`` of a key the study varies is refused.
-3. The study record ``<out>/study.json``: the study, scale, config digest and data, and every
-   finished piece with its outputs and run time. A rerun with another configuration under the
-   same name is refused; a rerun with the same one skips every piece the record lists.
+3. The study record ``<out>/study.json``: the study, scale, digest (of the config apart from
+   ``ray`` and ``tracking``, and of the data's shards) and data, and every finished piece with
+   its outputs and run time. A rerun with another configuration or other data under the same
+   name is refused; a rerun with the same ones skips every piece the record lists.
 4. Pieces, in order: the pretraining grid (one Ray Tune sweep, trials concurrent as the
    cluster allows, restored when interrupted), the untrained encoder of every architecture,
    the embeddings of every encoder an evaluation uses, the evaluations. Each stage keeps its
@@ -153,8 +154,9 @@ class _Record:
             if known is not None and known.get("digest") != identity["digest"]:
                 raise UserError(
                     f"{directory} holds study '{known.get('name')}' with another configuration "
-                    f"(digest {known.get('digest')}, this one {identity['digest']}); rerun with "
-                    "the same settings to resume it, or give a new --name or --out"
+                    f"or data (digest {known.get('digest')}, this one {identity['digest']}); "
+                    "rerun with the same settings and data to resume it, or give a new --name "
+                    "or --out"
                 )
             self.pieces = dict(stored.get("pieces", {}))
         self.reused = len(self.pieces)
@@ -254,7 +256,8 @@ def run_study(
     study = get_study(study_name)
     staging = Path(out) if out is not None else None
     data_dir = _data(data, staging or Path("studies") / f"{study.name}-data")
-    kind = require_complete(data_dir, EVENT_KINDS).kind
+    manifest = require_complete(data_dir, EVENT_KINDS)
+    kind = manifest.kind
     if kind not in study.kinds:
         raise UserError(
             f"study {study.name} runs on {' or '.join(study.kinds)} data; {data_dir} holds {kind}"
@@ -269,7 +272,7 @@ def run_study(
         raise UserError(f"study {study.name} varies {', '.join(varied)} itself; do not --set it")
     config = study_config(study, kind, scale, preset, config_files, overrides, plan.fixed)
     context.config = config
-    digest = config_digest(config)
+    digest = _digest(config, [shard.sha256 for shard in manifest.shards])
     name = name or f"{study.name}-{scale_name(scale)}-{digest[:8]}"
     directory = (Path(out) if out is not None else Path("studies") / name).resolve()
     config = _pinned(config, directory)
@@ -333,6 +336,15 @@ class _NoRun:
 
     def __exit__(self, *args: Any) -> None:
         return None
+
+
+def _digest(config: RunConfig, shards: Sequence[str]) -> str:
+    """What makes a study the same study: its config, apart from where it runs (``ray``) and
+    where it is recorded (``tracking``), and the data's shards (their sha256)."""
+    from distributed_clr.config import RayConfig, TrackingConfig
+
+    settled = config.model_copy(update={"ray": RayConfig(), "tracking": TrackingConfig()})
+    return json_digest({"config": config_digest(settled), "data": sorted(shards)}, length=10)
 
 
 def _pinned(config: RunConfig, directory: Path) -> RunConfig:
