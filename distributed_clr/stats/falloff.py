@@ -3,7 +3,9 @@
 A weakly supervised scan measures a metric (AUC, max SIC, FPR at a fixed TPR) at signal
 fractions f, once per seed. A fraction is *better than random* when its seed mean exceeds the
 mean of the no-signal (f = 0) seeds by more than ``sigmas`` combined standard errors of the
-two means (for a metric where lower is better, falls below it by as much). The *fall-off
+two means (for a metric where lower is better, falls below it by as much); where the f = 0
+mean is worse than a random classifier's value (its two background samples differ by chance),
+that value is the level instead. The *fall-off
 fraction* f* is where the scan, read from large f down, stops being better than random: the
 margin over random is interpolated linearly in log f between the last fraction that is and
 the first that is not. Without an f = 0 point the metric's value for a random classifier
@@ -118,6 +120,11 @@ def falloff_fraction(
             null = null[np.isfinite(null)]
             centre = float(np.mean(null)) if null.size else math.nan
             null_se = _standard_error(null)
+            known = RANDOM_LEVEL.get(metric)
+            if known is not None and sign * (known - centre) > 0:
+                # A no-signal scan worse than a random classifier (its two background pools
+                # differ by chance): random is the level to beat.
+                centre = known
         else:
             known = RANDOM_LEVEL.get(metric)
             if known is None:

@@ -368,7 +368,8 @@ def _open_parent(
         params=params,
         config_text=to_yaml(config),
         tags={STUDY_TAG: study.name},
-        may_differ=("ray.", "tracking.", "study.data"),
+        # The config params are compared; the digest (its summary) may change across versions.
+        may_differ=("ray.", "tracking.", "study.data", "study.digest"),
     )
     log.info("%s MLflow study run %s", "continuing" if parent.resumed else "started", parent.run_id)
     return parent

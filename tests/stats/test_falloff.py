@@ -70,3 +70,12 @@ def test_without_a_no_signal_point_uses_the_random_level() -> None:
         falloff_fraction(FRACTIONS[1:], values, metric="mystery")
     with pytest.raises(ValueError, match="fractions, seeds"):
         falloff_fraction(FRACTIONS, values)
+
+
+def test_a_no_signal_scan_below_random_does_not_lower_the_bar() -> None:
+    """f = 0 points at AUC 0.4 (pools that differ by chance): points at 0.5 are not signal."""
+    values = _scan(2e-2, seeds=10, noise=0.005)
+    values[0] -= 0.1
+    result = falloff_fraction(FRACTIONS, values)
+    assert result.level == pytest.approx(0.5)
+    assert 1e-2 <= result.fraction <= 3e-2
