@@ -446,7 +446,7 @@ def _cwola_build(ctx: StudyContext) -> StudyPlan:
             (("evaluate.feature_sets", ["event"]),),
         )
     )
-    fixed: list[tuple[str, Any]] = [("sample.pretrain.signal", 0)]
+    fixed: list[tuple[str, Any]] = [("sample.pretrain.signal_to_background", 0.0)]
     if ctx.scale != "ci":
         fixed.append(("evaluate.cwola.fractions", CWOLA_FRACTIONS))
     return StudyPlan(grid=grid, encoders=encoders, evaluations=evaluations, fixed=tuple(fixed))
@@ -730,7 +730,7 @@ def _nplm_build(ctx: StudyContext) -> StudyPlan:
             (("nplm.feature_sets", ["event"]), overrides[1]),
         )
     )
-    fixed.append(("sample.pretrain.signal", 0))
+    fixed.append(("sample.pretrain.signal_to_background", 0.0))
     return StudyPlan(grid=grid, encoders=encoders, evaluations=evaluations, fixed=tuple(fixed))
 
 
@@ -831,7 +831,7 @@ def _hunt_build(ctx: StudyContext) -> StudyPlan:
         ),
     ]
     fixed = (
-        ("sample.pretrain.signal", 0),
+        ("sample.pretrain.signal_to_background", 0.0),
         ("model.inputs", "jet_frame"),
         ("sample.bumphunt.signal", _hunt_amounts(ctx)),
     )

@@ -185,7 +185,9 @@ def _csv_rows(study: str, tables: Sequence[ReportTable]) -> list[dict[str, Any]]
     return out
 
 
-def _setup_lines(results: StudyResults, pieces: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _setup_lines(
+    results: StudyResults, pieces: Mapping[str, Any], digest: str | None
+) -> list[tuple[str, str]]:
     context, config = results.context, results.context.config
     splits = ", ".join(
         f"{split}: {c['background']} background + {c['signal']} signal"
@@ -204,7 +206,10 @@ def _setup_lines(results: StudyResults, pieces: Mapping[str, Any]) -> list[tuple
         ("scale", context.scale),
         ("data", f"{context.data} ({context.kind}; {splits})"),
         ("signal processes", ", ".join(context.processes) or "none"),
-        ("config digest", config_digest(config)),
+        (
+            "study digest (its config apart from ray and tracking, and the data's shards)",
+            digest or config_digest(config),
+        ),
         ("encoder", _encoder_text(config)),
         ("training", training),
         ("classifiers", classifiers),
@@ -308,6 +313,7 @@ def write_report(
     *,
     command: str = "",
     seconds: float = math.nan,
+    digest: str | None = None,
 ) -> Report:
     """Write the report of a finished study into ``directory / 'report'``."""
     out = directory / "report"
@@ -345,7 +351,7 @@ def write_report(
         md += [f"![{plot.stem}](plots/{plot.name})", ""]
         encoded = base64.b64encode(plot.read_bytes()).decode()
         body_html.append(f"<img alt='{plot.stem}' src='data:image/png;base64,{encoded}'>")
-    setup = _setup_lines(results, pieces)
+    setup = _setup_lines(results, pieces, digest)
     md += ["## Setup", "", *[f"- **{k}**: {v}" for k, v in setup], ""]
     body_html += [
         "<h2>Setup</h2>",

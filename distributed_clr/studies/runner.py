@@ -304,7 +304,13 @@ def run_study(
 
             seconds = time.perf_counter() - started
             report = write_report(
-                study, results, directory, record.pieces, command=command, seconds=seconds
+                study,
+                results,
+                directory,
+                record.pieces,
+                command=command,
+                seconds=seconds,
+                digest=digest,
             )
             if parent is not None:
                 parent.log_artifacts(report.directory, "report")

@@ -46,6 +46,15 @@ PAPER_SIZES: dict[str, dict[str, int]] = {
 }
 """The papers' sample sizes, per data kind; a factor scale multiplies each."""
 
+PAPER_SETTINGS: dict[str, list[tuple[str, Any]]] = {
+    # The encoders of the seed paper's ablation and latent scans see as much signal as
+    # background (its "50kS_50kB" runs); the studies that need background-only encoders, or
+    # scan S/B, set their own.
+    "dijet": [("sample.pretrain.signal_to_background", 1.0)],
+    "objects": [],
+}
+"""The papers' settings that are not sample sizes, at the paper scale and its factors."""
+
 _CI: dict[str, list[tuple[str, Any]]] = {
     "dijet": [
         ("model.depth", 1),
@@ -106,6 +115,7 @@ _LAPTOP: dict[str, list[tuple[str, Any]]] = {
         ("train.schedule.warmup_epochs", 1),
         ("ray.num_workers", 1),
         ("sample.pretrain.background", 3_000),
+        ("sample.pretrain.signal_to_background", 1.0),
         ("sample.classify_train.background", 1_500),
         ("sample.classify_train.signal", 1_500),
         ("sample.cwola.background", 3_000),
@@ -163,4 +173,5 @@ def scale_overrides(scale: str | float, kind: str) -> list[tuple[str, Any]]:
     if scale == "laptop":
         return list(_LAPTOP[kind])
     factor = 1.0 if scale == "paper" else float(scale)
-    return [(key, max(1, round(n * factor))) for key, n in PAPER_SIZES[kind].items()]
+    sizes = [(key, max(1, round(n * factor))) for key, n in PAPER_SIZES[kind].items()]
+    return [*PAPER_SETTINGS[kind], *sizes]

@@ -68,6 +68,8 @@ def test_paper_scale_asks_for_the_papers_sizes_and_a_factor_scales_them() -> Non
         assert paper[key] == size
         assert tenth[key] == round(size * 0.1)
     assert dict(scale_overrides("paper", "objects"))["nplm.reference_events"] == 1_000_000
+    # As much signal as background in pretraining, as the paper's ablation and latent scans.
+    assert paper["sample.pretrain.signal_to_background"] == 1.0
     with pytest.raises(UserError, match="unknown scale"):
         parse_scale("huge")
     with pytest.raises(UserError, match="positive"):
@@ -86,7 +88,7 @@ def test_study_settings_are_the_paper_ones() -> None:
         setup["pretraining_s_over_b"]
     )
     cwola = STUDIES["cwola-scan"].build(_context("cwola-scan", "dijet", "paper"))
-    assert dict(cwola.fixed)["sample.pretrain.signal"] == 0  # background-only encoders
+    assert dict(cwola.fixed)["sample.pretrain.signal_to_background"] == 0  # background only
     assert min(f for f in dict(cwola.fixed)["evaluate.cwola.fractions"] if f > 0) == 1e-3
     nplm = STUDIES["nplm-power"].build(_context("nplm-power", "objects", "paper"))
     injections = dict(nplm.evaluations[0].overrides)["nplm.signal_events"]
