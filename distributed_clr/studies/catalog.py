@@ -485,8 +485,9 @@ def _cwola_tables(results: StudyResults) -> list[ReportTable]:
         "Where each representation falls to random: f* per metric",
         [label for _, label, _ in CWOLA_METRICS],
         caption="f*: the fraction below which the seed-mean metric is no better than the f=0 "
-        "(no signal) points plus two standard errors, interpolated in log f; 68% interval from "
-        "resampling the seeds. '<' and '>': f* lies beyond the scanned range.",
+        "(no signal) points, or a random classifier where those are worse, by two combined "
+        "standard errors; interpolated in log f; 68% interval from resampling the seeds. '<' "
+        "and '>': f* lies beyond the scanned range.",
     )
     for label, name, feature_set in sources:
         summary = results.summary(name)
