@@ -224,3 +224,14 @@ def test_cli_lists_studies_and_refuses_bad_input(tmp_path: Path) -> None:
     )  # fmt: skip
     assert bad.returncode == 2
     assert "unknown scale 'huge'" in bad.stderr
+
+
+def test_bad_study_input_is_refused_before_anything_runs(prepared: Path, tmp_path: Path) -> None:
+    from distributed_clr.errors import UserError
+
+    out = tmp_path / "refused"
+    with pytest.raises(UserError, match=r"varies model\.latent_dim itself"):
+        run_study("latent-dim", [prepared], out=out, overrides=[("model.latent_dim", 32)])
+    with pytest.raises(UserError, match="does not exist"):
+        run_study("augmentation-ablation", [tmp_path / "missing"], out=out)
+    assert not (out / "study.json").exists()  # nothing was started
