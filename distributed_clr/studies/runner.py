@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -290,7 +291,7 @@ def run_study(
     pieces = _piece_count(config, plan)
     progress = _Progress(pieces, record)
     try:
-        with parent.failing_on_error() if parent is not None else _NoRun():
+        with parent.failing_on_error() if parent is not None else contextlib.nullcontext():
             checkpoints, encoders = _pretrain(
                 config, plan, data_dir, name, record, progress, parent
             )
@@ -334,14 +335,6 @@ def run_study(
         parent_run_id=None if parent is None else parent.run_id,
         tracking_uri=None if parent is None else parent.uri,
     )
-
-
-class _NoRun:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: Any) -> None:
-        return None
 
 
 def _digest(config: RunConfig, shards: Sequence[str]) -> str:
