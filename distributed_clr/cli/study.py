@@ -17,6 +17,7 @@ __all__ = ["add_parser"]
 def _cmd_study(args: argparse.Namespace) -> int:
     from distributed_clr.config.load import parse_override
     from distributed_clr.studies import STUDIES, parse_scale, run_study
+    from distributed_clr.studies.report import layout
 
     if args.list:
         rows = [[s.name, s.reproduces, ", ".join(s.kinds), s.description] for s in STUDIES.values()]
@@ -43,10 +44,12 @@ def _cmd_study(args: argparse.Namespace) -> int:
         f"study {outcome.name}: {outcome.pieces} pieces ({outcome.reused} reused), "
         f"{outcome.seconds:.0f} s\n"
     )
-    tables = _tables(outcome.csv)
-    for title, header, rows in tables:
-        out.write(f"\n{title}\n")
+    for report_table in outcome.tables:
+        header, rows, notes = layout(report_table)
+        out.write(f"\n{report_table.title}\n")
         out.write(table(header, rows))
+        for note in notes:
+            out.write(f"  {note}\n")
     out.write(f"\n  report: {outcome.report}\n  html:   {outcome.html}\n  csv:    {outcome.csv}\n")
     for plot in outcome.plots:
         out.write(f"  plot:   {plot}\n")
@@ -56,39 +59,6 @@ def _cmd_study(args: argparse.Namespace) -> int:
             f"  browse: mlflow ui --backend-store-uri {outcome.tracking_uri}\n"
         )
     return 0
-
-
-def _tables(csv_path: Path) -> list[tuple[str, list[str], list[list[str]]]]:
-    """The report's tables, back from its CSV, as text tables."""
-    import csv
-    import math
-
-    from distributed_clr.studies.plan import Cell
-    from distributed_clr.studies.report import format_cell
-
-    by_table: dict[str, dict[str, dict[str, str]]] = {}
-    columns: dict[str, list[str]] = {}
-    with csv_path.open() as handle:
-        for row in csv.DictReader(handle):
-            cell = Cell(float(row["value"]), float(row["low"]), float(row["high"]), row["note"])
-            text = format_cell(cell) if math.isfinite(cell.value) or cell.note else "nan"
-            if row["published"]:
-                text += f" (paper {float(row['published']):.3g})"
-            by_table.setdefault(row["table"], {}).setdefault(row["row"], {})[row["column"]] = text
-            columns.setdefault(row["table"], [])
-            if row["column"] not in columns[row["table"]]:
-                columns[row["table"]].append(row["column"])
-    out = []
-    for key, rows in by_table.items():
-        header = ["", *columns[key]]
-        out.append(
-            (
-                key,
-                header,
-                [[label, *(r.get(c, "") for c in columns[key])] for label, r in rows.items()],
-            )
-        )
-    return out
 
 
 def add_parser(subparsers: Any) -> None:

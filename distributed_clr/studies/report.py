@@ -28,7 +28,7 @@ from distributed_clr.config.load import config_digest
 from distributed_clr.storage.files import atomic_write_text
 from distributed_clr.studies.plan import Cell, ReportTable, StudyDef, StudyResults
 
-__all__ = ["Report", "format_cell", "published", "write_report"]
+__all__ = ["Report", "format_cell", "layout", "published", "write_report"]
 
 CAVEAT = (
     "Our events are generated with Pythia 8 and a parametric detector, not the papers' samples, "
@@ -97,7 +97,7 @@ def format_cell(cell: Cell | str) -> str:
     return text
 
 
-def _layout(table: ReportTable) -> tuple[list[str], list[list[str]], list[str]]:
+def layout(table: ReportTable) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, rows and footnotes of a table with published columns inserted."""
     entry = _published_table(table.published)
     published_columns = {
@@ -336,7 +336,7 @@ def write_report(
         *(f"<p>{html.escape(p)}</p>" for p in intro),
     ]
     for table in tables:
-        header, rows, notes = _layout(table)
+        header, rows, notes = layout(table)
         md += [f"## {table.title}", "", table.caption, "", _markdown_table(header, rows), ""]
         md += [f"{note}  " for note in notes] + [""]
         body_html += [

@@ -43,6 +43,7 @@ from distributed_clr.studies.catalog import get_study
 from distributed_clr.studies.plan import (
     UNTRAINED,
     Evaluation,
+    ReportTable,
     StudyContext,
     StudyDef,
     StudyPlan,
@@ -71,6 +72,8 @@ class StudyOutcome:
     html: Path
     csv: Path
     plots: list[Path] = field(default_factory=list)
+    tables: list[ReportTable] = field(default_factory=list)
+    """The report's tables (``report.layout`` renders one)."""
     pieces: int = 0
     reused: int = 0
     """Pieces an earlier attempt had finished."""
@@ -329,6 +332,7 @@ def run_study(
         html=report.html,
         csv=report.csv,
         plots=report.plots,
+        tables=report.tables,
         pieces=pieces,
         reused=record.reused,
         seconds=time.perf_counter() - started,

@@ -121,7 +121,7 @@ def test_report_tables_put_the_published_number_next_to_ours_with_its_source() -
     import math
 
     from distributed_clr.studies.plan import Cell, ReportTable
-    from distributed_clr.studies.report import _layout, format_cell
+    from distributed_clr.studies.report import format_cell, layout
 
     table = ReportTable(
         "table2",
@@ -131,7 +131,7 @@ def test_report_tables_put_the_published_number_next_to_ours_with_its_source() -
     )
     table.rows["latent 8"] = {"FCN AUC": Cell(0.81, 0.8, 0.82), "Trans+BC max SIC": Cell(3.2)}
     table.rows["latent 16"] = {"FCN AUC": Cell(math.nan, note="n/a"), "Trans+BC max SIC": Cell(2)}
-    header, rows, notes = _layout(table)
+    header, rows, notes = layout(table)
     assert header == ["", "FCN AUC", "Trans+BC max SIC", "Trans+BC max SIC (paper)"]
     assert rows[0] == ["latent 8", "0.810 [0.800, 0.820]", "3.200", "7.608 [1]"]
     assert rows[1][1] == "n/a"
