@@ -41,8 +41,10 @@ __all__ = [
     "CheckpointError",
     "TrainState",
     "capture_rng",
+    "checkpoint_files",
     "load_checkpoint",
     "load_model",
+    "load_model_files",
     "restore_rng",
     "save_checkpoint",
     "save_initial",
@@ -216,3 +218,23 @@ def load_model(
             f"{directory}: the weights do not fit the model its config describes ({err})"
         ) from None
     return model.to(device).eval(), config
+
+
+def checkpoint_files(directory: str | Path) -> dict[str, bytes]:
+    """The files ``load_model`` reads from a checkpoint, as bytes: how a checkpoint on the
+    driver's disk reaches processes on other machines (``load_model_files``)."""
+    directory = Path(directory)
+    load_checkpoint(directory)  # a clear error here rather than in a remote process
+    return {name: (directory / name).read_bytes() for name in (STATE_FILE, CONFIG_FILE)}
+
+
+def load_model_files(
+    files: dict[str, bytes], device: torch.device | str = "cpu"
+) -> tuple[nn.Module, RunConfig]:
+    """``load_model`` of a checkpoint given as its files (``checkpoint_files``)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="dclr-checkpoint-") as tmp:
+        for name, data in files.items():
+            (Path(tmp) / name).write_bytes(data)
+        return load_model(tmp, device)

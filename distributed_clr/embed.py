@@ -25,16 +25,16 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
-from distributed_clr.checkpoint import STATE_FILE, load_model
+from distributed_clr.checkpoint import STATE_FILE, checkpoint_files, load_model, load_model_files
 from distributed_clr.config.schema import REPRESENTATIONS, RayConfig, Representation
 from distributed_clr.crashpoints import crash_point
 from distributed_clr.errors import UserError
 from distributed_clr.models import ContrastiveModel
 from distributed_clr.storage.files import sha256_file, write_parquet_atomic
 from distributed_clr.storage.formats import SPLITS, embedding_schema
+from distributed_clr.storage.location import StoragePath, as_storage_path, parquet_file
 from distributed_clr.storage.manifest import (
     DatasetError,
     Manifest,
@@ -65,13 +65,16 @@ class Embedder:
 
     def __init__(
         self,
-        checkpoint: str,
+        checkpoint: str | Path | dict[str, bytes],
         device: str = "cpu",
         chunk: int = 4096,
         representation: Representation | None = None,
     ) -> None:
         self.device = torch.device(device)
-        model, _ = load_model(checkpoint, self.device)
+        if isinstance(checkpoint, dict):  # shipped from the driver (``checkpoint_files``)
+            model, _ = load_model_files(checkpoint, self.device)
+        else:
+            model, _ = load_model(checkpoint, self.device)
         self.model = typing.cast("ContrastiveModel", model)
         if representation is not None:
             self.model.representation = representation
@@ -95,7 +98,7 @@ class Embedder:
 
     def embed_shard(self, path: str, splits: list[str], staging: str) -> dict[str, Any]:
         """Embed the events of ``splits`` in one prepared shard; write them into ``staging``."""
-        parquet = pq.ParquetFile(path)
+        parquet = parquet_file(as_storage_path(path))
         tables = []
         columns = [*self.model.layout.keys, *INPUTS]
         for batch in parquet.iter_batches(batch_size=self.chunk, columns=columns):
@@ -104,15 +107,15 @@ class Embedder:
             if keep.any():
                 tables.append(self(table.filter(pa.array(keep))))
         if not tables:
-            return {"input": Path(path).name, "rows": 0}
+            return {"input": as_storage_path(path).name, "rows": 0}
         output = pa.concat_tables(tables)
         name = output_name(path)
         splits_found = output.column("split").to_pylist()
         return {
-            "input": Path(path).name,
+            "input": as_storage_path(path).name,
             "rows": output.num_rows,
             "file": name,
-            "sha256": write_parquet_atomic(output, Path(staging) / name),
+            "sha256": write_parquet_atomic(output, as_storage_path(staging) / name),
             "dim": output.schema.field("embedding").type.list_size,
             "splits": {s: splits_found.count(s) for s in sorted(set(splits_found))},
         }
@@ -133,8 +136,8 @@ def _identity(
 
 def embed(
     checkpoint: str | Path,
-    data: str | Path,
-    out: str | Path,
+    data: str | StoragePath,
+    out: str | StoragePath,
     ray_config: RayConfig,
     *,
     splits: Sequence[str] | None = None,
@@ -147,7 +150,8 @@ def embed(
     ``representation`` ('encoder', 'head1' or 'head') overrides the checkpoint's
     ``model.representation``: which layer's output is the embedding. It is part of the output's
     identity (a rerun with another one is refused)."""
-    checkpoint, data, out = Path(checkpoint).resolve(), Path(data).resolve(), Path(out)
+    checkpoint = Path(checkpoint).resolve()
+    data_path, out_path = as_storage_path(data).resolve(), as_storage_path(out)
     _, config = load_model(checkpoint)  # a clear error now, not in a Ray actor later
     if representation is not None and representation not in REPRESENTATIONS:
         raise UserError(
@@ -156,20 +160,20 @@ def embed(
     layer = representation or config.model.representation
     chosen = check_splits(splits if splits is not None else SPLITS)
     try:
-        data_manifest = require_complete(data, config.data.kind)
+        data_manifest = require_complete(data_path, config.data.kind)
     except DatasetError as err:
         raise DatasetError(
             f"{err} (the checkpoint's encoder reads '{config.data.kind}' events)"
         ) from None
-    verify_shards(data, data_manifest, verify)
+    verify_shards(data_path, data_manifest, verify)
     available = data_manifest.summary.get("splits", {})
     if not any(available.get(s, 0) for s in chosen):
-        raise DatasetError(f"{data} has no events in split(s) {', '.join(chosen)}")
+        raise DatasetError(f"{data_path} has no events in split(s) {', '.join(chosen)}")
     manifest = resume_or_start(
-        out, "embedding", _identity(checkpoint, data_manifest, chosen, layer)
+        out_path, "embedding", _identity(checkpoint, data_manifest, chosen, layer)
     )
     if manifest.complete:
-        log.info("reusing the embeddings in %s", out)
+        log.info("reusing the embeddings in %s", out_path)
         return manifest
     summary: dict[str, Any] = manifest.summary.setdefault("inputs", {})
     listed = {s.file for s in manifest.shards}
@@ -178,29 +182,37 @@ def embed(
         for s in sorted(data_manifest.shards, key=lambda s: s.file)
         if not (s.file in summary and (summary[s.file] is None or summary[s.file] in listed))
     ]
-    crash_point("stage-started", str(out))
+    crash_point("stage-started", str(out_path))
     if pending:
         _embed_shards(
-            checkpoint, data, out, ray_config, chosen, pending, manifest, actors, representation
+            checkpoint,
+            data_path,
+            out_path,
+            ray_config,
+            chosen,
+            pending,
+            manifest,
+            actors,
+            representation,
         )
     counts: Counter[str] = Counter()
     for shard in manifest.shards:
         counts.update(shard.stats["splits"])
     dims = {int(s.stats["dim"]) for s in manifest.shards}
     if not manifest.shards:
-        raise DatasetError(f"no events of split(s) {', '.join(chosen)} in {data}")
+        raise DatasetError(f"no events of split(s) {', '.join(chosen)} in {data_path}")
     manifest.summary.update(
         {"events": manifest.rows, "dim": dims.pop(), "splits": dict(sorted(counts.items()))}
     )
-    finish(out, manifest)
-    log.info("wrote %d embeddings (D = %d) to %s", manifest.rows, manifest.summary["dim"], out)
+    finish(out_path, manifest)
+    log.info("wrote %d embeddings (D = %d) to %s", manifest.rows, manifest.summary["dim"], out_path)
     return manifest
 
 
 def _embed_shards(
     checkpoint: Path,
-    data: Path,
-    out: Path,
+    data: StoragePath,
+    out: StoragePath,
     ray_config: RayConfig,
     splits: list[str],
     pending: list[str],
@@ -218,8 +230,9 @@ def _embed_shards(
     free = ray.available_resources()  # type: ignore[no-untyped-call]
     size = actors or max(1, min(4, len(pending), int(free.get("GPU" if use_gpu else "CPU", 1))))
     actor = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(Embedder)
+    files = ray.put(checkpoint_files(checkpoint))  # actors may run on machines without the file
     handles: list[Any] = [
-        actor.remote(str(checkpoint), "cuda" if use_gpu else "cpu", representation=representation)
+        actor.remote(files, "cuda" if use_gpu else "cpu", representation=representation)
         for _ in range(size)
     ]
     staging = staging_area(out)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from distributed_clr.cli.options import add_config_options, config_from, override_flag
+from distributed_clr.cli.options import add_config_options, config_from, override_flag, storage_path
 from distributed_clr.config.schema import SIGNAL_PROCESSES, SM_PROCESSES
 from distributed_clr.storage.manifest import DatasetError
 
@@ -249,8 +249,8 @@ def add_parsers(commands: Any) -> None:
         "dataset with one manifest. The inputs must be complete datasets of one kind (dijets "
         "of the same prepare settings) with distinct dataset names. Rerunning resumes.",
     )
-    comb.add_argument("inputs", nargs="+", type=Path, metavar="DIR", help="input datasets")
-    comb.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    comb.add_argument("inputs", nargs="+", type=storage_path, metavar="DIR", help="input datasets")
+    comb.add_argument("--out", type=storage_path, required=True, help="output dataset directory")
     comb.set_defaults(handler=_cmd_combine)
 
     prep = commands.add_parser(
@@ -260,8 +260,10 @@ def add_parsers(commands: Any) -> None:
         "cuts, keep each jet's hardest constituents, compute observables and assign splits. "
         "Rerunning the same command resumes an interrupted run.",
     )
-    prep.add_argument("raw", nargs="+", type=Path, metavar="RAW_DIR", help="raw-event datasets")
-    prep.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    prep.add_argument(
+        "raw", nargs="+", type=storage_path, metavar="RAW_DIR", help="raw-event datasets"
+    )
+    prep.add_argument("--out", type=storage_path, required=True, help="output dataset directory")
     add_config_options(prep)
     prep.set_defaults(handler=_cmd_prepare)
 
@@ -272,5 +274,7 @@ def add_parsers(commands: Any) -> None:
         "lists exists with the recorded row count and sha256, and every recorded output file "
         "is unchanged. Exit 0 when all pass, 2 otherwise.",
     )
-    verify.add_argument("directories", nargs="+", type=Path, metavar="DIR", help="directories")
+    verify.add_argument(
+        "directories", nargs="+", type=storage_path, metavar="DIR", help="directories"
+    )
     verify.set_defaults(handler=_cmd_verify)

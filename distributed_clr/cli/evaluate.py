@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from distributed_clr.cli.options import add_config_options, config_from, override_flag
+from distributed_clr.cli.options import add_config_options, config_from, override_flag, storage_path
 from distributed_clr.cli.tables import mean_std, measured, number, table
 from distributed_clr.config.schema import ALL_FEATURE_SETS, CLASSIFIERS
 
@@ -20,12 +20,21 @@ INTERVALS = (
 )
 
 
+def _mlflow_lines(summary: Mapping[str, Any]) -> str:
+    """The evaluation's MLflow run, and its page in the UI of a tracking server."""
+    mlflow = summary.get("mlflow")
+    if not mlflow:
+        return ""
+    from distributed_clr.tracking import RunHandle
+
+    text = f"  MLflow run {mlflow['run_name']} ({mlflow['run_id']}) at {mlflow['uri']}\n"
+    url = RunHandle(mlflow["uri"], mlflow["run_id"], mlflow["run_name"]).ui_url()
+    return text + (f"  MLflow run: {url}\n" if url else "")
+
+
 def _footer(summary: Mapping[str, Any], out: Path) -> str:
     text = f"  files: {out / 'summary.json'}, {out / 'scores.parquet'}, {out / 'plots'}/\n"
-    mlflow = summary.get("mlflow")
-    if mlflow:
-        text += f"  MLflow run {mlflow['run_name']} ({mlflow['run_id']}) at {mlflow['uri']}\n"
-    return text
+    return text + _mlflow_lines(summary)
 
 
 def _splits(summary: Mapping[str, Any]) -> str:
@@ -196,11 +205,8 @@ def format_nplm(summary: Mapping[str, Any], out: Path) -> str:
             "  (Z from chi2(dof); 'toys': the empirical p-value, capped by the null toys)\n"
             + table(header, rows)
         )
-    mlflow = summary.get("mlflow")
     text += f"  files: {out / 'summary.json'}, {out / 'toys.parquet'}, {out / 'plots'}/\n"
-    if mlflow:
-        text += f"  MLflow run {mlflow['run_name']} ({mlflow['run_id']}) at {mlflow['uri']}\n"
-    return text
+    return text + _mlflow_lines(summary)
 
 
 def _cmd_nplm(args: argparse.Namespace) -> int:
@@ -267,11 +273,11 @@ def _common_options(
     parser: argparse.ArgumentParser, feature_key: str = "evaluate.feature_sets"
 ) -> None:
     parser.add_argument(
-        "--embeddings", type=Path, required=True, help="embedding dataset (dclr embed)"
+        "--embeddings", type=storage_path, required=True, help="embedding dataset (dclr embed)"
     )
     parser.add_argument(
         "--data",
-        type=Path,
+        type=storage_path,
         help="the event dataset the embeddings were made from (needed for the 'event' "
         "and 'highlevel' feature sets and Trans+BC)",
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from distributed_clr.config import PRESETS, RunConfig, resolve_config
+from distributed_clr.storage.location import StoragePath, as_storage_path
 
 __all__ = [
     "add_config_options",
@@ -136,3 +137,9 @@ def checkpoint_from(args: argparse.Namespace, config: RunConfig) -> Path:
 
     run = RunHandle.attach(tracking_uri(config.tracking), args.run)
     return run.download("checkpoint")
+
+
+def storage_path(text: str) -> StoragePath:
+    """An argparse type: a local path, or an object-store URI such as ``s3://bucket/key``
+    (``storage.location``); credentials come from the environment."""
+    return as_storage_path(text)

@@ -53,10 +53,17 @@ def _cmd_study(args: argparse.Namespace) -> int:
     out.write(f"\n  report: {outcome.report}\n  html:   {outcome.html}\n  csv:    {outcome.csv}\n")
     for plot in outcome.plots:
         out.write(f"  plot:   {plot}\n")
-    if outcome.parent_run_id:
+    if outcome.parent_run_id and outcome.tracking_uri:
+        from distributed_clr.tracking import RunHandle
+
+        url = RunHandle(outcome.tracking_uri, outcome.parent_run_id, outcome.name).ui_url()
+        browse = (
+            f"MLflow run: {url}"
+            if url
+            else f"browse: mlflow ui --backend-store-uri {outcome.tracking_uri}"
+        )
         out.write(
-            f"  MLflow study run {outcome.parent_run_id} at {outcome.tracking_uri}\n"
-            f"  browse: mlflow ui --backend-store-uri {outcome.tracking_uri}\n"
+            f"  MLflow study run {outcome.parent_run_id} at {outcome.tracking_uri}\n  {browse}\n"
         )
     return 0
 

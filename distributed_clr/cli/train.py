@@ -13,6 +13,7 @@ from distributed_clr.cli.options import (
     checkpoint_from,
     config_from,
     override_flag,
+    storage_path,
 )
 from distributed_clr.config.schema import REPRESENTATIONS
 
@@ -42,10 +43,17 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
             f"  {name} events: {counts['events']} ({counts['background']} background"
             f"{unlabelled}, {counts['signal']} signal)\n"
         )
-    if result.mlflow_run_id:
+    if result.mlflow_run_id and result.tracking_uri:
+        from distributed_clr.tracking import RunHandle
+
+        url = RunHandle(result.tracking_uri, result.mlflow_run_id, result.run_name).ui_url()
+        browse = (
+            f"MLflow run: {url}"
+            if url
+            else f"browse: mlflow ui --backend-store-uri {result.tracking_uri}"
+        )
         sys.stdout.write(
-            f"  MLflow run {result.mlflow_run_id} at {result.tracking_uri}\n"
-            f"  browse: mlflow ui --backend-store-uri {result.tracking_uri}\n"
+            f"  MLflow run {result.mlflow_run_id} at {result.tracking_uri}\n  {browse}\n"
         )
     return 0
 
@@ -83,7 +91,7 @@ def add_parsers(commands: Any) -> None:
     )
     pre.add_argument(
         "--data",
-        type=Path,
+        type=storage_path,
         required=True,
         help="event dataset: prepared dijets or object-level events",
     )
@@ -111,11 +119,13 @@ def add_parsers(commands: Any) -> None:
     source.add_argument("--checkpoint", type=Path, help="checkpoint directory")
     emb.add_argument(
         "--data",
-        type=Path,
+        type=storage_path,
         required=True,
         help="event dataset: prepared dijets or object-level events",
     )
-    emb.add_argument("--out", type=Path, required=True, help="output embedding dataset directory")
+    emb.add_argument(
+        "--out", type=storage_path, required=True, help="output embedding dataset directory"
+    )
     emb.add_argument(
         "--split", action="append", choices=["train", "val", "test"], help="only these splits"
     )

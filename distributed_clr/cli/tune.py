@@ -13,6 +13,7 @@ from distributed_clr.cli.options import (
     add_scaling_flags,
     config_from,
     override_flag,
+    storage_path,
 )
 from distributed_clr.cli.tables import table
 from distributed_clr.config import resolve_config
@@ -54,10 +55,17 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     out.write(f"  Tune experiment: {result.experiment_path}\n  summary: {result.summary_csv}\n")
     for path in result.plots:
         out.write(f"  plot: {path}\n")
-    if result.parent_run_id:
+    if result.parent_run_id and result.tracking_uri:
+        from distributed_clr.tracking import RunHandle
+
+        url = RunHandle(result.tracking_uri, result.parent_run_id, result.name).ui_url()
+        browse = (
+            f"MLflow run: {url}"
+            if url
+            else f"browse: mlflow ui --backend-store-uri {result.tracking_uri}"
+        )
         out.write(
-            f"  MLflow parent run {result.parent_run_id} at {result.tracking_uri}\n"
-            f"  browse: mlflow ui --backend-store-uri {result.tracking_uri}\n"
+            f"  MLflow parent run {result.parent_run_id} at {result.tracking_uri}\n  {browse}\n"
         )
     resume = f"rerun with --name {result.name} (and the same options) to resume"
     if not result.complete:
@@ -84,7 +92,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--space", type=Path, required=True, help="search space YAML file")
     parser.add_argument(
         "--data",
-        type=Path,
+        type=storage_path,
         required=True,
         help="event dataset: prepared dijets or object-level events",
     )

@@ -323,6 +323,10 @@ class RayConfig(Section):
     """One GPU per worker, nccl backend; otherwise CPU with gloo."""
     cpus_per_worker: PositiveFloat = 1.0
     """CPUs reserved per training worker."""
+    placement: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = "PACK"
+    """How training workers are placed on a cluster's nodes (Ray placement-group strategy):
+    PACK fills a node first (fastest all-reduce), SPREAD puts them on different nodes where it
+    can, STRICT_SPREAD insists on one worker per node."""
     storage_path: str = "ray_results"
     """Where Ray Train keeps checkpoints and results (local path or URI)."""
     num_cpus: PositiveInt | None = None

@@ -13,10 +13,8 @@ on. An interrupted run resumes shard by shard; a rerun with other inputs is refu
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
@@ -25,6 +23,7 @@ import pyarrow.parquet as pq
 from distributed_clr.errors import UserError
 from distributed_clr.progress import progress
 from distributed_clr.storage.formats import EVENT_KINDS, SPLITS
+from distributed_clr.storage.location import StoragePath, as_storage_path, copy
 from distributed_clr.storage.manifest import (
     Manifest,
     ShardRecord,
@@ -45,7 +44,7 @@ class CombineError(UserError, ValueError):
     """Inputs that cannot be combined (other kinds, other prepare settings, shared names)."""
 
 
-def _dataset_names(directory: Path, manifest: Manifest) -> set[str]:
+def _dataset_names(directory: StoragePath, manifest: Manifest) -> set[str]:
     names: set[str] = set()
     for shard in manifest.shards:
         column = pq.read_table(directory / shard.file, columns=["dataset"]).column("dataset")
@@ -53,7 +52,7 @@ def _dataset_names(directory: Path, manifest: Manifest) -> set[str]:
     return names
 
 
-def _check(inputs: Sequence[Path], manifests: Sequence[Manifest]) -> str:
+def _check(inputs: Sequence[StoragePath], manifests: Sequence[Manifest]) -> str:
     kinds = {m.kind for m in manifests}
     if len(kinds) > 1:
         listed = ", ".join(f"{p} ({m.kind})" for p, m in zip(inputs, manifests, strict=True))
@@ -63,7 +62,7 @@ def _check(inputs: Sequence[Path], manifests: Sequence[Manifest]) -> str:
         settings = {str(m.config.get("prepare")) for m in manifests}
         if len(settings) > 1:
             raise CombineError("the dijet inputs were prepared with different prepare settings")
-    owner: dict[str, Path] = {}
+    owner: dict[str, StoragePath] = {}
     for path, manifest in zip(inputs, manifests, strict=True):
         for name in sorted(_dataset_names(path, manifest)):
             if name in owner:
@@ -75,14 +74,16 @@ def _check(inputs: Sequence[Path], manifests: Sequence[Manifest]) -> str:
     return kind
 
 
-def combine(inputs: Sequence[str | Path], out: str | Path, verify: bool = True) -> Manifest:
+def combine(
+    inputs: Sequence[str | StoragePath], out: str | StoragePath, verify: bool = True
+) -> Manifest:
     """Combine the event datasets ``inputs`` into ``out`` (module docstring)."""
-    paths = [Path(p).resolve() for p in inputs]
+    paths = [as_storage_path(p).resolve() for p in inputs]
     if len(paths) < 2:
         raise CombineError("combine needs at least two input datasets")
     if len(set(paths)) < len(paths):
         raise CombineError("an input dataset is given twice")
-    out = Path(out)
+    out = as_storage_path(out)
     if out.resolve() in paths:
         raise CombineError(f"the output {out} is one of the inputs")
     manifests = [require_complete(p, EVENT_KINDS) for p in paths]
@@ -110,7 +111,7 @@ def combine(inputs: Sequence[str | Path], out: str | Path, verify: bool = True) 
             for shard in sorted(source.shards, key=lambda s: s.file):
                 name = f"input{index:02d}-{shard.file}"
                 if name not in done:
-                    shutil.copyfile(path / shard.file, staging / name)
+                    copy(path / shard.file, staging / name)
                     record = ShardRecord(name, shard.rows, shard.sha256, dict(shard.stats))
                     publish(out, manifest, staging / name, record)
                 bar.update(1)

@@ -21,12 +21,11 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from distributed_clr.config.schema import PrepareConfig, RayConfig
 from distributed_clr.crashpoints import crash_point
@@ -34,6 +33,7 @@ from distributed_clr.data.dijets import CutFlow, select_dijets
 from distributed_clr.progress import progress
 from distributed_clr.storage.files import write_parquet_atomic
 from distributed_clr.storage.formats import RAW_SCHEMA, check_schema
+from distributed_clr.storage.location import StoragePath, as_storage_path, parquet_file
 from distributed_clr.storage.manifest import (
     DatasetError,
     Manifest,
@@ -57,7 +57,7 @@ class Unit:
     """Row groups ``[first_group, end_group)`` of one raw shard: one task, one output shard."""
 
     dataset: str
-    path: Path
+    path: StoragePath
     index: int
     """Position of the dataset among the inputs (it orders the output names)."""
     first_group: int
@@ -70,10 +70,12 @@ class Unit:
         return f"part-{self.index:02d}-{self.path.stem}-{self.first_group:05d}.parquet"
 
 
-def _input_datasets(raw_dirs: list[Path], verify: VerifyLevel) -> list[tuple[str, Path, Manifest]]:
+def _input_datasets(
+    raw_dirs: list[StoragePath], verify: VerifyLevel
+) -> list[tuple[str, StoragePath, Manifest]]:
     """(dataset name, directory, manifest) of every input, verified and distinct."""
-    found: list[tuple[str, Path, Manifest]] = []
-    names: dict[str, Path] = {}
+    found: list[tuple[str, StoragePath, Manifest]] = []
+    names: dict[str, StoragePath] = {}
     for directory in raw_dirs:
         manifest = require_complete(directory, "raw")
         dataset = str(manifest.summary.get("dataset") or directory.name)
@@ -90,17 +92,19 @@ def _input_datasets(raw_dirs: list[Path], verify: VerifyLevel) -> list[tuple[str
     return found
 
 
-def plan_units(raw_dirs: list[Path], events_per_task: int, verify: VerifyLevel) -> list[Unit]:
+def plan_units(
+    raw_dirs: list[StoragePath], events_per_task: int, verify: VerifyLevel
+) -> list[Unit]:
     """Every unit of work of the inputs, in a fixed order (inputs, shards, row groups)."""
     units = []
     for index, (dataset, directory, manifest) in enumerate(_input_datasets(raw_dirs, verify)):
         for shard in sorted(manifest.shards, key=lambda s: s.file):
             path = (directory / shard.file).resolve()
             try:
-                metadata = pq.ParquetFile(path).metadata
+                metadata = parquet_file(path).metadata
             except (OSError, pa.ArrowException) as err:
                 raise DatasetError(f"{path}: not a readable Parquet file ({err})") from err
-            check_schema(metadata.schema.to_arrow_schema(), RAW_SCHEMA, path)
+            check_schema(metadata.schema.to_arrow_schema(), RAW_SCHEMA, str(path))
             first, rows = 0, 0
             for group in range(metadata.num_row_groups):
                 rows += metadata.row_group(group).num_rows
@@ -112,7 +116,7 @@ def plan_units(raw_dirs: list[Path], events_per_task: int, verify: VerifyLevel) 
 
 def prepare_unit(unit: Unit, config: PrepareConfig, staging: str) -> dict[str, Any]:
     """The Ray task: one unit's dijets as one shard in ``staging``, and its record."""
-    parquet = pq.ParquetFile(unit.path)
+    parquet = parquet_file(unit.path)
     tables: list[pa.Table] = []
     flow = CutFlow()
     for batch in parquet.iter_batches(
@@ -133,15 +137,15 @@ def prepare_unit(unit: Unit, config: PrepareConfig, staging: str) -> dict[str, A
     output = pa.concat_tables(tables) if tables else pa.table({})
     record: dict[str, Any] = {"rows": output.num_rows, "flow": flow.to_json(), "sha256": None}
     if output.num_rows:
-        record["sha256"] = write_parquet_atomic(output, Path(staging) / unit.name)
+        record["sha256"] = write_parquet_atomic(output, as_storage_path(staging) / unit.name)
         splits = output.column("split").to_pylist()
         record["splits"] = {name: splits.count(name) for name in sorted(set(splits))}
     return record
 
 
 def prepare(
-    raw_dirs: list[Path],
-    out: Path,
+    raw_dirs: Sequence[str | StoragePath],
+    out: str | StoragePath,
     config: PrepareConfig,
     ray_config: RayConfig,
     *,
@@ -150,10 +154,10 @@ def prepare(
     """Prepare the dijets of every raw dataset in ``raw_dirs`` into one dataset in ``out``."""
     if not raw_dirs:
         raise DatasetError("prepare needs at least one raw dataset")
-    raw_dirs = [Path(d) for d in raw_dirs]
-    out = Path(out)
+    inputs = [as_storage_path(d) for d in raw_dirs]
+    out = as_storage_path(out)
     check_output_dir(out)
-    units = plan_units(raw_dirs, config.events_per_task, verify)
+    units = plan_units(inputs, config.events_per_task, verify)
     identity = {
         "prepare": config.model_dump(mode="json"),
         "inputs": sorted({u.dataset for u in units}),
@@ -180,7 +184,7 @@ def _completed_units(manifest: Manifest) -> dict[str, Any]:
 def _run_units(
     pending: list[Unit],
     manifest: Manifest,
-    out: Path,
+    out: StoragePath,
     config: PrepareConfig,
     ray_config: RayConfig,
     done: dict[str, Any],
@@ -215,7 +219,7 @@ def _run_units(
             log.debug("%s: %d of %d events kept", unit.name, record["rows"], unit.rows)
 
 
-def _finish(manifest: Manifest, out: Path, units: list[Unit]) -> Manifest:
+def _finish(manifest: Manifest, out: StoragePath, units: list[Unit]) -> Manifest:
     flows: dict[str, CutFlow] = {}
     for unit in manifest.summary["units"].values():
         flows.setdefault(unit["dataset"], CutFlow()).add(CutFlow.from_json(unit["cut_flow"]))

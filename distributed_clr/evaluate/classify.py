@@ -79,6 +79,7 @@ from distributed_clr.stats import (
     sic_curve,
     with_intervals,
 )
+from distributed_clr.storage.location import StoragePath, as_storage_path
 from distributed_clr.storage.verify import VerifyLevel
 from distributed_clr.tracking import RunHandle
 
@@ -91,8 +92,8 @@ Curve = tuple[npt.NDArray[Any], npt.NDArray[Any]]
 
 def classify(
     config: EvaluateConfig,
-    embeddings: str | Path,
-    data: str | Path | None,
+    embeddings: str | StoragePath,
+    data: str | StoragePath | None,
     out: str | Path,
     *,
     model: ModelConfig | None = None,
@@ -124,8 +125,8 @@ def classify(
         The summary (as written to ``summary.json``); a rerun with the same inputs and settings
         returns the recorded one (``report.recorded``).
     """
-    embeddings, out = Path(embeddings), Path(out)
-    data = None if data is None else Path(data)
+    embeddings, out = as_storage_path(embeddings), Path(out)
+    data = None if data is None else as_storage_path(data)
     check_inputs(out, embeddings, data, verify)
     source = encoder_source(embeddings)
     parent = encoder_run(tracking, mlflow_run_id, source)
@@ -160,7 +161,7 @@ def _classify(
     source: EncoderSource,
     parent: RunHandle | None,
     model_config: ModelConfig | None,
-    data: Path | None,
+    data: StoragePath | None,
     out: Path,
     tracking: TrackingConfig | None,
     train_split: str,
@@ -332,7 +333,7 @@ def _probe_only(
     config: EvaluateConfig,
     source: EncoderSource,
     parent: RunHandle | None,
-    data: Path | None,
+    data: StoragePath | None,
     out: Path,
     tracking: TrackingConfig | None,
     inputs: EvaluationInputs,
@@ -391,7 +392,10 @@ def resampling_plan(
 
 
 def _trans_bc_model(
-    config: EvaluateConfig, data: Path | None, model: ModelConfig | None, source: EncoderSource
+    config: EvaluateConfig,
+    data: StoragePath | None,
+    model: ModelConfig | None,
+    source: EncoderSource,
 ) -> ModelConfig | None:
     """The Trans+BC architecture, or None when the baseline is off."""
     if not config.trans_bc.enabled:

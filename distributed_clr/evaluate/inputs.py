@@ -26,7 +26,6 @@ import logging
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +43,7 @@ from distributed_clr.storage.formats import (
     LABEL_UNKNOWN,
     SPLITS,
 )
+from distributed_clr.storage.location import StoragePath, as_storage_path, parquet_file
 from distributed_clr.storage.manifest import DatasetError, require_complete
 from distributed_clr.storage.reader import column_to_numpy, constituents, iter_tables
 from distributed_clr.storage.verify import VerifyLevel
@@ -179,7 +179,7 @@ def _concat(parts: list[npt.NDArray[Any]], empty: npt.NDArray[Any]) -> npt.NDArr
 
 
 def _check_splits(
-    available: dict[str, int], splits: Sequence[str] | None, directory: Path, what: str
+    available: dict[str, int], splits: Sequence[str] | None, directory: StoragePath, what: str
 ) -> None:
     """Every split asked for holds events in the dataset (its manifest's counts)."""
     if splits is None:
@@ -192,16 +192,14 @@ def _check_splits(
         )
 
 
-def _embedding_kind(paths: Sequence[Path]) -> str:
+def _embedding_kind(paths: Sequence[StoragePath]) -> str:
     """'dijet' or 'objects': which kind of events an embedding dataset's shards hold."""
-    import pyarrow.parquet as pq
-
-    names = pq.read_schema(paths[0]).names if paths else []
+    names = parquet_file(paths[0]).schema_arrow.names if paths else []
     return "objects" if "process_id" in names and "mjj" not in names else "dijet"
 
 
 def _read_embeddings(
-    directory: Path, splits: Sequence[str] | None, with_latent: bool, verify: VerifyLevel
+    directory: StoragePath, splits: Sequence[str] | None, with_latent: bool, verify: VerifyLevel
 ) -> tuple[dict[str, npt.NDArray[Any]], pa.ChunkedArray, npt.NDArray[np.float32] | None, str]:
     """The key columns, dataset names and latent vectors of an embedding dataset, and the
     kind of events it was made from ('dijet' or 'objects')."""
@@ -244,7 +242,7 @@ def _read_embeddings(
 
 
 def _read_data(
-    directory: Path,
+    directory: StoragePath,
     kind: str,
     splits: Sequence[str] | None,
     sets: Sequence[str],
@@ -356,8 +354,8 @@ def _example(code: npt.NDArray[np.int32], ids: IntArray, names: Sequence[str], r
 
 
 def _join(
-    embeddings: Path,
-    data: Path,
+    embeddings: StoragePath,
+    data: StoragePath,
     emb: dict[str, npt.NDArray[Any]],
     emb_dataset: pa.ChunkedArray,
     dat: dict[str, npt.NDArray[Any]],
@@ -411,8 +409,8 @@ def needs_data(feature_sets: Sequence[str]) -> bool:
 
 
 def load_inputs(
-    embeddings: str | Path,
-    data: str | Path | None,
+    embeddings: str | StoragePath,
+    data: str | StoragePath | None,
     feature_sets: Sequence[str],
     splits: Sequence[str] | None = None,
     *,
@@ -444,7 +442,7 @@ def load_inputs(
         bad = sorted(set(splits) - set(SPLITS))
         if bad:
             raise EvaluationError(f"unknown split(s) {bad}; splits are {', '.join(SPLITS)}")
-    embeddings = Path(embeddings)
+    embeddings = as_storage_path(embeddings)
     emb, emb_dataset, latent, kind = _read_embeddings(embeddings, splits, "latent" in sets, verify)
     if kind == "objects":
         wrong = [s for s in sets if s not in OBJECT_SETS]
@@ -464,7 +462,7 @@ def load_inputs(
                 f"feature set(s) {data_sets} are read from the event data: pass the dataset "
                 "the embeddings were made from (--data)"
             )
-        data = Path(data)
+        data = as_storage_path(data)
         # Without a choice of splits, those the embeddings hold (``dclr embed --split``).
         present = splits if splits is not None else sorted(np.unique(emb["split"]).tolist())
         dat, dat_dataset, matrices = _read_data(data, kind, present, data_sets, verify)

@@ -76,6 +76,7 @@ from distributed_clr.stats.nplm import (
     standardise,
 )
 from distributed_clr.storage.files import json_digest, write_parquet_atomic
+from distributed_clr.storage.location import StoragePath, as_storage_path
 from distributed_clr.storage.verify import VerifyLevel
 
 log = logging.getLogger(__name__)
@@ -566,8 +567,8 @@ def _summarise(
 
 def nplm(
     config: NPLMConfig,
-    embeddings: str | Path,
-    data: str | Path | None,
+    embeddings: str | StoragePath,
+    data: str | StoragePath | None,
     out: str | Path,
     *,
     ray_config: RayConfig | None = None,
@@ -593,8 +594,8 @@ def nplm(
     Raises:
         EvaluationError: bad inputs (NaN features, no background or signal, too few events).
     """
-    embeddings, out = Path(embeddings), Path(out)
-    data = None if data is None else Path(data)
+    embeddings, out = as_storage_path(embeddings), Path(out)
+    data = None if data is None else as_storage_path(data)
     check_inputs(out, embeddings, data, verify)
     source = encoder_source(embeddings)
     parent = encoder_run(tracking, mlflow_run_id, source)

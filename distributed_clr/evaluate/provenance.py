@@ -28,6 +28,7 @@ from distributed_clr.config.load import RESUMABLE_CHANGES
 from distributed_clr.config.schema import EvaluateConfig, NPLMConfig, RunConfig, TrackingConfig
 from distributed_clr.evaluate.errors import EvaluationError
 from distributed_clr.storage.files import json_digest, sha256_file
+from distributed_clr.storage.location import StoragePath
 from distributed_clr.storage.manifest import Manifest, require_complete
 from distributed_clr.tracking import Kind, RunHandle, TrackingError, tracking_uri
 
@@ -43,7 +44,7 @@ EMBEDDINGS_TAG = "dclr.embeddings"
 class EncoderSource:
     """The embedding dataset and, where still readable, the checkpoint that made it."""
 
-    embeddings: Path
+    embeddings: StoragePath
     manifest: Manifest
     checkpoint: Path | None
     """The checkpoint directory, if it exists and is the one the embeddings were made with."""
@@ -53,7 +54,7 @@ class EncoderSource:
     """The pretraining run the checkpoint belongs to."""
 
 
-def encoder_source(embeddings: Path) -> EncoderSource:
+def encoder_source(embeddings: StoragePath) -> EncoderSource:
     """Read the embeddings' manifest and, if it still exists unchanged, their checkpoint."""
     from distributed_clr.checkpoint import STATE_FILE, load_checkpoint
 

@@ -32,6 +32,7 @@ from distributed_clr.evaluate.provenance import EncoderSource
 from distributed_clr.stats import json_safe
 from distributed_clr.storage.files import atomic_write_bytes, write_parquet_atomic
 from distributed_clr.storage.formats import EVENT_KINDS
+from distributed_clr.storage.location import StoragePath
 from distributed_clr.storage.manifest import check_output_dir, require_complete, reuse_or_run
 from distributed_clr.storage.verify import VerifyLevel, verify_shards
 from distributed_clr.tracking import RunHandle
@@ -102,7 +103,7 @@ def mean_std_metrics(
 
 
 def source_summary(
-    evaluation: str, source: EncoderSource, data: Path | None, parent: RunHandle | None
+    evaluation: str, source: EncoderSource, data: StoragePath | None, parent: RunHandle | None
 ) -> dict[str, Any]:
     """The head of ``summary.json``: what was evaluated, and the encoder's run."""
     return {
@@ -171,7 +172,9 @@ def finish(
     return result
 
 
-def check_inputs(out: Path, embeddings: Path, data: Path | None, verify: VerifyLevel) -> None:
+def check_inputs(
+    out: Path, embeddings: StoragePath, data: StoragePath | None, verify: VerifyLevel
+) -> None:
     """What can be checked before anything is computed: the output directory can be written,
     the embeddings and, when given, ``--data`` (whatever the feature sets) are complete
     datasets of their kinds whose shards match their manifests."""
@@ -185,7 +188,7 @@ def evaluation_identity(
     label: str,
     config: EvaluateConfig | NPLMConfig,
     source: EncoderSource,
-    data: Path | None,
+    data: StoragePath | None,
     splits: Sequence[str],
     parent: RunHandle | None,
     **extra: Any,

@@ -55,6 +55,7 @@ from distributed_clr.evaluate.report import (
     source_summary,
     split_counts,
 )
+from distributed_clr.storage.location import StoragePath, as_storage_path
 from distributed_clr.storage.verify import VerifyLevel
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ _Parts = tuple[dict[str, Any], list[pa.Table], list[Path], dict[str, float]]
 
 def cwola(
     config: EvaluateConfig,
-    embeddings: str | Path,
-    data: str | Path | None,
+    embeddings: str | StoragePath,
+    data: str | StoragePath | None,
     out: str | Path,
     *,
     mode: CwolaMode = "idealised",
@@ -94,8 +95,8 @@ def cwola(
         raise EvaluationError(
             f"unknown classifier {classifier!r}; expected one of {CLASSIFIER_NAMES}"
         )
-    embeddings, out = Path(embeddings), Path(out)
-    data = None if data is None else Path(data)
+    embeddings, out = as_storage_path(embeddings), Path(out)
+    data = None if data is None else as_storage_path(data)
     check_inputs(out, embeddings, data, verify)
     source = encoder_source(embeddings)
     parent = encoder_run(tracking, mlflow_run_id, source)
@@ -137,8 +138,8 @@ def cwola(
 
 def _idealised(
     config: EvaluateConfig,
-    embeddings: Path,
-    data: Path | None,
+    embeddings: StoragePath,
+    data: StoragePath | None,
     out: Path,
     sets: Sequence[str],
     classifier: ClassifierName,

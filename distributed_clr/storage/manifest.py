@@ -20,12 +20,10 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from distributed_clr import __version__
@@ -33,6 +31,7 @@ from distributed_clr.crashpoints import crash_point
 from distributed_clr.errors import UserError
 from distributed_clr.storage.files import TMP_MARK, atomic_write_text, sha256_file
 from distributed_clr.storage.formats import SCHEMA_VERSION
+from distributed_clr.storage.location import StoragePath, as_storage_path, move, remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +133,14 @@ class Manifest:
             dclr_version=str(data.get("dclr_version", "")),
         )
 
-    def write(self, directory: Path) -> None:
+    def write(self, directory: str | StoragePath) -> None:
         text = json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
-        atomic_write_text(directory / MANIFEST, text)
+        atomic_write_text(as_storage_path(directory) / MANIFEST, text)
 
 
-def read_manifest(directory: Path) -> Manifest | None:
+def read_manifest(directory: str | StoragePath) -> Manifest | None:
     """The manifest of ``directory``, or None where there is none yet."""
-    path = directory / MANIFEST
+    path = as_storage_path(directory) / MANIFEST
     if not path.exists():
         return None
     try:
@@ -157,10 +156,10 @@ def read_manifest(directory: Path) -> Manifest | None:
     return manifest
 
 
-def require_complete(directory: Path, kind: str | tuple[str, ...]) -> Manifest:
+def require_complete(directory: str | StoragePath, kind: str | tuple[str, ...]) -> Manifest:
     """The manifest of a finished dataset of ``kind`` (or of one of several kinds); a clear
     error for anything else (``verify_shards`` checks the shards themselves)."""
-    directory = Path(directory)
+    directory = as_storage_path(directory)
     if directory.is_file():
         raise DatasetError(f"{directory} is a file, not a dataset directory")
     if not directory.is_dir():
@@ -180,7 +179,7 @@ def require_complete(directory: Path, kind: str | tuple[str, ...]) -> Manifest:
     return manifest
 
 
-def resume_or_start(directory: Path, kind: str, config: dict[str, Any]) -> Manifest:
+def resume_or_start(directory: str | StoragePath, kind: str, config: dict[str, Any]) -> Manifest:
     """Start a dataset in ``directory``, or resume the one there if it was made the same way.
 
     A new dataset's manifest is written at once (``complete: false``), so a run killed at any
@@ -190,7 +189,7 @@ def resume_or_start(directory: Path, kind: str, config: dict[str, Any]) -> Manif
     manifest does not list. The returned manifest stays ``complete`` only when it was complete
     and every shard checked out, so a stage can return it at once.
     """
-    directory = Path(directory)
+    directory = as_storage_path(directory)
     check_output_dir(directory)
     manifest = read_manifest(directory)
     if manifest is None:
@@ -222,10 +221,10 @@ def resume_or_start(directory: Path, kind: str, config: dict[str, Any]) -> Manif
     return manifest
 
 
-def _remove_leftovers(directory: Path, listed: set[str]) -> None:
+def _remove_leftovers(directory: StoragePath, listed: set[str]) -> None:
     """What a killed run may have left: the staging area, temporary files of atomic writes,
     and shard files the manifest does not list."""
-    shutil.rmtree(directory / STAGING, ignore_errors=True)
+    remove_tree(directory / STAGING)
     for path in directory.iterdir():
         if not path.is_file() or path.name == MANIFEST:
             continue
@@ -236,33 +235,35 @@ def _remove_leftovers(directory: Path, listed: set[str]) -> None:
             path.unlink(missing_ok=True)
 
 
-def staging_area(directory: Path) -> Path:
+def staging_area(directory: str | StoragePath) -> StoragePath:
     """A fresh directory where this run's workers write shards before the driver publishes them
     (``publish``). Workers of an earlier, killed run write into their own area, which a resume
     deletes: only the driver that records a shard in the manifest can make it visible."""
-    area = Path(directory) / STAGING / uuid.uuid4().hex[:12]
+    area = as_storage_path(directory) / STAGING / uuid.uuid4().hex[:12]
     area.mkdir(parents=True, exist_ok=True)
     return area
 
 
-def publish(directory: Path, manifest: Manifest, staged: Path, record: ShardRecord) -> None:
+def publish(
+    directory: str | StoragePath, manifest: Manifest, staged: str | StoragePath, record: ShardRecord
+) -> None:
     """Move a staged shard into the dataset and record it in the manifest (written at once)."""
-    Path(staged).replace(Path(directory) / record.file)
+    move(as_storage_path(staged), as_storage_path(directory) / record.file)
     crash_point("publish", record.file)
     manifest.shards.append(record)
-    manifest.write(Path(directory))
+    manifest.write(as_storage_path(directory))
 
 
-def finish(directory: Path, manifest: Manifest) -> None:
+def finish(directory: str | StoragePath, manifest: Manifest) -> None:
     """Mark the dataset complete and remove the staging area."""
     manifest.complete = True
-    manifest.write(Path(directory))
-    shutil.rmtree(Path(directory) / STAGING, ignore_errors=True)
+    manifest.write(as_storage_path(directory))
+    remove_tree(as_storage_path(directory) / STAGING)
 
 
-def check_output_dir(directory: Path) -> None:
+def check_output_dir(directory: str | StoragePath) -> None:
     """Refuse an output location that is a file or cannot be written, before any work starts."""
-    directory = Path(directory)
+    directory = as_storage_path(directory)
     if directory.exists() and not directory.is_dir():
         raise DatasetError(f"--out {directory} is a file, not a directory")
     try:
@@ -275,7 +276,7 @@ def check_output_dir(directory: Path) -> None:
 
 
 def reuse_or_run(
-    directory: Path,
+    directory: str | StoragePath,
     kind: str,
     identity: dict[str, Any],
     work: Callable[[], dict[str, Any]],
@@ -288,7 +289,7 @@ def reuse_or_run(
     and redone; at the end it holds the result and the sha256 of each file ``outputs(result)``
     names (paths relative to ``directory``). Any other record is replaced.
     """
-    directory = Path(directory)
+    directory = as_storage_path(directory)
     try:
         manifest = read_manifest(directory)
     except DatasetError as err:
@@ -315,7 +316,7 @@ def reuse_or_run(
     return result
 
 
-def _unchanged(directory: Path, files: Mapping[str, str]) -> bool:
+def _unchanged(directory: StoragePath, files: Mapping[str, str]) -> bool:
     for name, digest in files.items():
         path = directory / name
         if not path.is_file() or sha256_file(path) != digest:

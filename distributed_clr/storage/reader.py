@@ -21,7 +21,6 @@ is imported only by ``ray_dataset``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ import torch
 
 from distributed_clr.config.errors import ConfigError
 from distributed_clr.storage.formats import SPLITS
+from distributed_clr.storage.location import StoragePath, arrow_source, as_storage_path
 from distributed_clr.storage.manifest import DatasetError, require_complete
 from distributed_clr.storage.verify import VerifyLevel, verify_shards
 
@@ -60,10 +60,13 @@ def check_splits(splits: Sequence[str]) -> list[str]:
     return list(splits)
 
 
-def shard_paths(directory: str | Path, kind: str, verify: VerifyLevel = "sha256") -> list[Path]:
+def shard_paths(
+    directory: str | StoragePath, kind: str, verify: VerifyLevel = "sha256"
+) -> list[StoragePath]:
     """The shard files of a finished dataset of ``kind``, in name order, as its manifest lists
-    them, after checking them against it (``verify.verify_shards``)."""
-    directory = Path(directory)
+    them, after checking them against it (``verify.verify_shards``). The directory may be a
+    local path or an object-store URI (``storage.location``)."""
+    directory = as_storage_path(directory)
     manifest = require_complete(directory, kind)
     verify_shards(directory, manifest, verify)
     return [directory / shard.file for shard in sorted(manifest.shards, key=lambda s: s.file)]
@@ -76,7 +79,7 @@ def _check_columns(schema: pa.Schema, columns: Sequence[str], what: str) -> None
 
 
 def ray_dataset(
-    directory: str | Path,
+    directory: str | StoragePath,
     kind: str,
     *,
     splits: Sequence[str] | None = None,
@@ -89,12 +92,12 @@ def ray_dataset(
     import ray.data
     from ray.data.expressions import col
 
-    paths = [p.resolve() for p in shard_paths(directory, kind, verify)]
+    paths, filesystem = arrow_source(shard_paths(directory, kind, verify))
     chosen = None if splits is None else check_splits(splits)
     if columns is not None:
-        schema = pq.read_schema(paths[0]) if paths else pa.schema([])
+        schema = pq.read_schema(paths[0], filesystem=filesystem) if paths else pa.schema([])
         _check_columns(schema, [*columns, *(["split"] if chosen else [])], f"dataset {directory}")
-    ds = ray.data.read_parquet([str(p) for p in paths])
+    ds = ray.data.read_parquet(paths, filesystem=filesystem)
     if chosen is not None and set(chosen) != set(SPLITS):
         ds = ds.filter(expr=col("split").is_in(chosen))
     if columns is not None:
@@ -103,7 +106,7 @@ def ray_dataset(
 
 
 def iter_tables(
-    directory: str | Path,
+    directory: str | StoragePath,
     kind: str,
     *,
     splits: Sequence[str] | None = None,
@@ -114,8 +117,8 @@ def iter_tables(
     """Stream ``splits`` (default: all) of a ``kind`` dataset as Arrow tables of at most
     ``batch_rows`` rows, with only ``columns`` (default: all), its shards verified at level
     ``verify`` first; empty batches are skipped."""
-    paths = shard_paths(directory, kind, verify)
-    dataset = pads.dataset([str(p) for p in paths], format="parquet")
+    paths, filesystem = arrow_source(shard_paths(directory, kind, verify))
+    dataset = pads.dataset(paths, format="parquet", filesystem=filesystem)
     chosen = None if splits is None else check_splits(splits)
     if columns is not None or chosen is not None:
         wanted = [*(columns or []), *(["split"] if chosen is not None else [])]

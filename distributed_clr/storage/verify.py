@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from distributed_clr.storage.files import sha256_file
+from distributed_clr.storage.location import StoragePath, as_storage_path, parquet_file
 from distributed_clr.storage.manifest import MANIFEST, DatasetError, Manifest, read_manifest
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ VerifyLevel = Literal["sha256", "rows"]
 _hashed: dict[tuple[str, int, int], str] = {}
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: StoragePath) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _hashed:
@@ -39,16 +38,19 @@ def _sha256(path: Path) -> str:
     return _hashed[key]
 
 
-def problems(directory: Path, manifest: Manifest, level: VerifyLevel = "sha256") -> Iterator[str]:
+def problems(
+    directory: str | StoragePath, manifest: Manifest, level: VerifyLevel = "sha256"
+) -> Iterator[str]:
     """One message per shard that does not match the manifest."""
-    where = f"(listed in {Path(directory) / MANIFEST})"
+    directory = as_storage_path(directory)
+    where = f"(listed in {directory / MANIFEST})"
     for shard in sorted(manifest.shards, key=lambda s: s.file):
-        path = Path(directory) / shard.file
+        path = directory / shard.file
         if not path.is_file():
             yield f"shard {path} is missing {where}"
             continue
         try:
-            rows = pq.ParquetFile(path).metadata.num_rows
+            rows = parquet_file(path).metadata.num_rows
         except (OSError, pa.ArrowException) as err:
             yield f"shard {path} is not a readable Parquet file ({err})"
             continue
@@ -64,7 +66,9 @@ def problems(directory: Path, manifest: Manifest, level: VerifyLevel = "sha256")
                 )
 
 
-def verify_shards(directory: Path, manifest: Manifest, level: VerifyLevel = "sha256") -> None:
+def verify_shards(
+    directory: str | StoragePath, manifest: Manifest, level: VerifyLevel = "sha256"
+) -> None:
     """Raise ``DatasetError`` naming the first shard that does not match the manifest (and how
     many others do not)."""
     found = list(problems(directory, manifest, level))
@@ -77,11 +81,11 @@ def verify_shards(directory: Path, manifest: Manifest, level: VerifyLevel = "sha
     log.debug("verified %d shards of %s (%s)", len(manifest.shards), directory, level)
 
 
-def check_directory(directory: Path) -> tuple[Manifest | None, list[str]]:
+def check_directory(directory: str | StoragePath) -> tuple[Manifest | None, list[str]]:
     """Everything wrong with a stage's output directory, whatever its kind (``dclr verify``):
     no or an unreadable manifest, an incomplete stage, shards or recorded files that do not
     match. Checksums are always checked."""
-    directory = Path(directory)
+    directory = as_storage_path(directory)
     if not directory.is_dir():
         exists = directory.exists()
         return None, [f"{directory} {'is a file, not a directory' if exists else 'does not exist'}"]

@@ -22,6 +22,7 @@ import yaml
 
 from distributed_clr.config.load import RESUMABLE_CHANGES, to_flat_dict, to_yaml
 from distributed_clr.config.schema import RunConfig
+from distributed_clr.storage.location import StoragePath
 from distributed_clr.sweeps.errors import SweepError
 from distributed_clr.sweeps.space import SearchSpace
 from distributed_clr.tracking import RUN_NAME_TAG, Kind, RunHandle, TrackingError
@@ -58,7 +59,7 @@ def open_parent(
     config: RunConfig,
     space: SearchSpace,
     name: str,
-    data: Path,
+    data: StoragePath,
     parent_run_id: str | None = None,
 ) -> RunHandle | None:
     """The sweep's parent run: new, or the one an earlier attempt of ``name`` left (None when

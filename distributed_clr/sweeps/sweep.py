@@ -34,6 +34,7 @@ from typing import Any
 
 from distributed_clr.config.schema import SELECTION_MODES, RunConfig
 from distributed_clr.runtime import DATA_CPUS, init_ray, join, storage_root
+from distributed_clr.storage.location import StoragePath, as_storage_path
 from distributed_clr.sweeps import records
 from distributed_clr.sweeps.janitor import PlacementGroupJanitor
 from distributed_clr.sweeps.resources import max_concurrent_trials, trial_footprint
@@ -50,7 +51,7 @@ __all__ = ["sweep"]
 def sweep(
     config: RunConfig,
     space: SearchSpace,
-    data: str | Path,
+    data: str | StoragePath,
     name: str | None = None,
     *,
     log_embeddings: bool = False,
@@ -85,7 +86,7 @@ def sweep(
     name = sweep_name(name, space)
     check_search(space, config.tune)
     space.check(config)
-    data = Path(data).resolve()
+    data = as_storage_path(data).resolve()
     require_complete(data, EVENT_KINDS)
     config = _pin_paths(config)
     experiment = join(config.ray.storage_path, name)

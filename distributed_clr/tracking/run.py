@@ -10,7 +10,8 @@ config.
 The default store is ``sqlite:///mlflow.db`` in the working directory, resolved to an absolute
 path (Ray workers run elsewhere); artifacts of a SQLite store go to ``mlartifacts/`` next to the
 database file. ``MLFLOW_TRACKING_URI`` or ``tracking.uri`` point at a server instead (use one on
-a multi-node cluster: a SQLite file on the head node is not visible to the workers).
+a multi-node cluster: a SQLite file on the head node is not visible to the workers). A run on a
+server has a page in its UI (``RunHandle.ui_url``), which the commands print at the end.
 
 Only drivers and rank 0 of a training run ever talk to MLflow.
 """
@@ -25,6 +26,7 @@ import math
 import os
 import tempfile
 import time
+import urllib.parse
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -252,6 +254,21 @@ class RunHandle:
     @property
     def experiment_name(self) -> str:
         return str(self.client.get_experiment(self.run().info.experiment_id).name)
+
+    def ui_url(self) -> str | None:
+        """The run's page in the MLflow UI of its tracking server,
+        ``<server>/#/experiments/<experiment id>/runs/<run id>`` (without any user name or
+        password of the URI); None for a store without a UI server (SQLite, files)."""
+        parts = urllib.parse.urlsplit(self.uri)
+        if parts.scheme not in ("http", "https"):
+            return None
+        host = parts.hostname or ""
+        if ":" in host:  # an IPv6 address
+            host = f"[{host}]"
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+        server = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        experiment_id = self.run().info.experiment_id
+        return f"{server}/#/experiments/{experiment_id}/runs/{self.run_id}"
 
     def metric_history(self, key: str) -> list[Any]:
         return list(self.client.get_metric_history(self.run_id, key))

@@ -28,6 +28,7 @@ from distributed_clr.config.load import RESUMABLE_CHANGES, to_flat_dict, to_yaml
 from distributed_clr.config.schema import SELECTION_MODES, RunConfig
 from distributed_clr.runtime import init_ray, join, storage_root, units_that_fit
 from distributed_clr.storage.formats import EVENT_KINDS
+from distributed_clr.storage.location import StoragePath, as_storage_path
 from distributed_clr.storage.manifest import require_complete
 from distributed_clr.storage.verify import verify_shards
 from distributed_clr.tracking import Kind, RunHandle
@@ -52,7 +53,7 @@ __all__ = ["augment_effects", "effect_metrics", "pretrain", "untrained"]
 
 def pretrain(
     config: RunConfig,
-    data: str | Path,
+    data: str | StoragePath,
     run_name: str | None = None,
     *,
     log_embeddings: bool = True,
@@ -72,7 +73,7 @@ def pretrain(
         parent_run_id: MLflow parent run (a sweep's), making this run its child.
         kind: the ``dclr.kind`` tag of the MLflow run ('pretrain', or 'trial' in a sweep).
     """
-    data = Path(data).resolve()
+    data = as_storage_path(data).resolve()
     manifest = require_complete(data, EVENT_KINDS)
     verify_shards(data, manifest, config.data.verify)  # before Ray, MLflow or a model
     run_name = check_run_name(run_name or default_run_name())
@@ -138,11 +139,11 @@ def pretrain(
     return _with_samples(result, samples)
 
 
-def untrained(config: RunConfig, data: str | Path, directory: str | Path) -> Path:
+def untrained(config: RunConfig, data: str | StoragePath, directory: str | Path) -> Path:
     """Write the encoder ``pretrain(config, data)`` would start from, untrained, as a checkpoint
     in ``directory``: the baseline that shows what training adds (``checkpoint.save_initial``).
     The model is sized from the data's prepare settings, as in ``pretrain``."""
-    data = Path(data).resolve()
+    data = as_storage_path(data).resolve()
     manifest = require_complete(data, EVENT_KINDS)
     config = config_for_data(config, manifest)
     path = save_initial(Path(directory), config)
@@ -154,7 +155,7 @@ EFFECT_EVENTS = 1024
 """Train events on which ``augment_effects`` measures the augmentations."""
 
 
-def augment_effects(config: RunConfig, data: Path) -> list[Effect]:
+def augment_effects(config: RunConfig, data: StoragePath) -> list[Effect]:
     """The effect of each augmentation of ``config.augment.pipeline`` on the first
     ``EFFECT_EVENTS`` train events (seeded by ``train.seed``), logged; a warning for one that
     changes fewer than 1% of the encoder's inputs, naming invariance by construction."""
@@ -220,7 +221,7 @@ def _with_samples(result: PretrainResult, samples: SamplePlan) -> PretrainResult
 
 def _fit(
     config: RunConfig,
-    data: Path,
+    data: StoragePath,
     run_name: str,
     storage: str,
     plan: EpochPlan,
@@ -260,6 +261,7 @@ def _fit(
             num_workers=ray_config.num_workers,
             use_gpu=ray_config.use_gpu,
             resources_per_worker=resources,
+            placement_strategy=ray_config.placement,
         ),
         run_config=ray.train.RunConfig(
             name=run_name,

@@ -4,7 +4,6 @@ each rank's batches from its shard of them."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 from distributed_clr.config.schema import DataConfig, LossConfig
 from distributed_clr.sampling import event_keys
 from distributed_clr.storage.formats import event_layout
+from distributed_clr.storage.location import StoragePath
 from distributed_clr.storage.reader import column_to_numpy, constituents, ray_dataset
 from distributed_clr.train.samples import KEY_COLUMN, SamplePlan
 from distributed_clr.train.trainer import Batch
@@ -81,7 +81,11 @@ def with_keys(table: pa.Table, keep: npt.NDArray[np.int64] | None = None) -> pa.
 
 
 def datasets(
-    config: DataConfig, data: Path, seed: int, plan: SamplePlan, labels: Sequence[str] = ("label",)
+    config: DataConfig,
+    data: StoragePath,
+    seed: int,
+    plan: SamplePlan,
+    labels: Sequence[str] = ("label",),
 ) -> dict[str, Any]:
     """``{"train": ..., "val": ...}``: the splits ``config`` names (of a ``config.kind``
     dataset) with the inputs and the ``labels`` columns, the train split limited to the events

@@ -18,6 +18,7 @@ from distributed_clr.checkpoint import load_checkpoint, load_model
 from distributed_clr.config.schema import SELECTION_MODES, RunConfig
 from distributed_clr.plotting import save_figure
 from distributed_clr.runtime import join
+from distributed_clr.storage.location import StoragePath
 from distributed_clr.storage.manifest import DatasetError
 from distributed_clr.tracking import RunHandle
 from distributed_clr.train.plan import PretrainError
@@ -140,7 +141,11 @@ def loss_curve_figure(history: Sequence[Mapping[str, float]], best_epoch: int) -
 
 
 def log_final_artifacts(
-    run: RunHandle, result: PretrainResult, config: RunConfig, data: Path, log_embeddings: bool
+    run: RunHandle,
+    result: PretrainResult,
+    config: RunConfig,
+    data: StoragePath,
+    log_embeddings: bool,
 ) -> None:
     """Checkpoint, model, embeddings and the loss curve of the best epoch into the run."""
     import torch

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ import numpy.typing as npt
 
 from distributed_clr.config.schema import RoleSample, RunConfig
 from distributed_clr.sampling import Composition, choose, event_keys, scaled_like
+from distributed_clr.storage.location import StoragePath
 from distributed_clr.storage.reader import column_to_numpy, iter_tables
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class SamplePlan:
         return out
 
 
-def _read(data: Path, kind: str, splits: list[str]) -> dict[str, npt.NDArray[Any]]:
+def _read(data: StoragePath, kind: str, splits: list[str]) -> dict[str, npt.NDArray[Any]]:
     parts: dict[str, list[npt.NDArray[Any]]] = {c: [] for c in COLUMNS}
     for table in iter_tables(data, kind, splits=splits, columns=COLUMNS, verify="rows"):
         for name in COLUMNS:
@@ -71,7 +71,7 @@ def _sorted(keys: npt.NDArray[np.uint64]) -> Keys:
     return np.sort(keys.view(np.int64))
 
 
-def plan_samples(data: Path, config: RunConfig) -> SamplePlan:
+def plan_samples(data: StoragePath, config: RunConfig) -> SamplePlan:
     """The train, val and probe events of a run on the prepared dataset ``data``."""
     spec, seed = config.sample.pretrain, config.sample.seed
     train_split, val_split = config.data.train_split, config.data.val_split
