@@ -73,6 +73,9 @@ def init_ray(config: RayConfig, min_cpus: int | None = None) -> None:
         num_cpus = max(num_cpus or os.cpu_count() or 1, min_cpus)
     log.info("starting a local Ray session (%s CPUs)", num_cpus or "all")
     ray.init(
+        # "local": a new session even where `ray start` runs a cluster on this machine, which
+        # Ray would otherwise join unasked; a cluster is joined only when it is named.
+        address="local",
         num_cpus=num_cpus,
         include_dashboard=False,
         logging_level=logging.WARNING,
