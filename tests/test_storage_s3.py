@@ -148,5 +148,6 @@ def test_missing_datasets_and_unknown_storage_get_clear_errors(bucket: str) -> N
 
     with pytest.raises(DatasetError, match="does not exist"):
         shard_paths(f"s3://{bucket}/nothing-here", "dijet")
+    unknown = RemotePath("nosuchscheme://bucket/key")  # naming it touches nothing
     with pytest.raises(StorageError, match="cannot open storage"):
-        RemotePath("nosuchscheme://bucket/key")
+        unknown.exists()

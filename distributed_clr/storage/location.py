@@ -77,14 +77,19 @@ class RemotePath:
         scheme, _, rest = uri.partition("://")
         self._scheme = scheme
         self._key = str(PurePosixPath("/" + rest.strip("/")))[1:]
-        if _fs is None:
-            bucket = self._key.split("/", 1)[0]
-            if not bucket:
-                raise StorageError(f"{uri} names no bucket or host")
-            _fs, _ = _filesystem(f"{scheme}://{bucket}")
-        self.filesystem: pafs.FileSystem = _fs
+        if not self._key.split("/", 1)[0]:
+            raise StorageError(f"{uri} names no bucket or host")
+        self._fs = _fs
         self.path: str = _path or self._key
         """The path as the file system knows it (``bucket/key`` for S3)."""
+
+    @property
+    def filesystem(self) -> pafs.FileSystem:
+        """The pyarrow file system, opened on first use (naming a URI touches no network)."""
+        if self._fs is None:
+            bucket = self._key.split("/", 1)[0]
+            self._fs, _ = _filesystem(f"{self._scheme}://{bucket}")
+        return self._fs
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -102,9 +107,7 @@ class RemotePath:
 
     def __truediv__(self, name: str) -> RemotePath:
         child = f"{self._key}/{name}".strip("/")
-        return RemotePath(
-            f"{self._scheme}://{child}", _fs=self.filesystem, _path=f"{self.path}/{name}"
-        )
+        return RemotePath(f"{self._scheme}://{child}", _fs=self._fs, _path=f"{self.path}/{name}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A path travels to Ray workers: it is rebuilt there from its URI, and the worker's own
@@ -127,7 +130,7 @@ class RemotePath:
     def parent(self) -> RemotePath:
         key = str(PurePosixPath(self._key).parent)
         path = str(PurePosixPath(self.path).parent)
-        return RemotePath(f"{self._scheme}://{key}", _fs=self.filesystem, _path=path)
+        return RemotePath(f"{self._scheme}://{key}", _fs=self._fs, _path=path)
 
     def with_name(self, name: str) -> RemotePath:
         return self.parent / name
