@@ -107,11 +107,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         result = run_demo(config_from(args), args.out, scale=args.scale)
     sys.stdout.write(f"\ndemo finished; everything is under {result.directory}/\n\n")
     sys.stdout.write(summary_text(result))
-    if result.mlflow_run_id:
-        sys.stdout.write(
-            f"\nMLflow run {result.mlflow_run_id} (and its evaluation child runs); browse with\n"
-            f"  mlflow ui --backend-store-uri {result.tracking_uri}\n"
-        )
+    if result.mlflow_run_id and result.tracking_uri:
+        from distributed_clr.tracking import RunHandle
+
+        url = RunHandle(result.tracking_uri, result.mlflow_run_id, "").ui_url()
+        sys.stdout.write(f"\nMLflow run {result.mlflow_run_id} (and its evaluation child runs); ")
+        if url:
+            sys.stdout.write(f"open\n  MLflow run: {url}\n")
+        else:
+            browse = f"mlflow ui --backend-store-uri {result.tracking_uri}"
+            sys.stdout.write(f"browse with\n  {browse}\n")
     return 0
 
 
