@@ -27,8 +27,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +111,29 @@ def sweep(
         )
         tuner = make_tuner(trainable, config, space, name, experiment, concurrency)
         # Tune prints its tables and trial errors; stdout is for results, so they go to stderr.
-        with contextlib.redirect_stdout(sys.stderr), PlacementGroupJanitor():
+        with contextlib.redirect_stdout(sys.stderr), PlacementGroupJanitor(), _steady_cwd():
             tuner.fit()
         return _finish(config, space, name, experiment, parent)
+
+
+@contextlib.contextmanager
+def _steady_cwd() -> Iterator[None]:
+    """Run Tune from a working directory that outlives it.
+
+    In a job submitted with a working_dir, the driver starts in Ray's unpacked copy of it, and
+    Ray can remove that copy while the sweep runs; Tune then fails at its very end, when it
+    resolves relative paths against a working directory that is gone (seen with Ray 2.60 on the
+    local two-node cluster; ray-project/ray#52343). Every path the sweep uses is absolute by
+    now (``_pin_paths``, the data), so the driver waits in the temporary directory instead and
+    returns where it was if that still exists.
+    """
+    previous = Path.cwd()
+    os.chdir(tempfile.gettempdir())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.chdir(previous)
 
 
 def _pin_paths(config: RunConfig) -> RunConfig:
