@@ -85,4 +85,4 @@ test-cluster: $(STAMP)  ## the multi-node test: jobs on both nodes, data on s3:/
 	$(BIN)/python -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 clean:  ## remove run outputs (keeps .venv)
-	rm -rf mlruns ray_results demo_data studies .pytest_cache .mypy_cache .ruff_cache
+	rm -rf mlruns ray_results demo_data studies test-artifacts .pytest_cache .mypy_cache .ruff_cache
