@@ -245,6 +245,9 @@ def up(state: Path, head_cpus: int, worker_cpus: int) -> dict[str, str]:
         "RAY_USAGE_STATS_ENABLED": "0",
         "DCLR_S3_BUCKET": BUCKET,
         "DCLR_PROGRESS": "0",
+        # A node told to stop first drains for this long (Ray's default, 30 s, is for
+        # preemptible cloud nodes; here nothing is left to move when `down` runs).
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "5",
     }
     write_env(state, env)
     try:
