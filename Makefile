@@ -41,9 +41,7 @@ typecheck: $(STAMP)  ## mypy (strict) on the package
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not browser and not cluster" $(PYTEST_ARGS)
 
-# What CI runs (.ci/run): the suite, then the multi-node cluster test and the MLflow UI in a
-# browser, each of which starts (and stops) its own servers.
-test: lint typecheck pytest test-cluster test-browser  ## ruff, mypy, the suite, the cluster and browser tests (not the slow studies)
+test: lint typecheck pytest test-browser  ## ruff, mypy, the suite and the MLflow UI in a browser (not the slow studies)
 
 test-slow: $(STAMP)  ## only the slow studies
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
@@ -73,6 +71,7 @@ test-browser: $(STAMP) browser-deps  ## the MLflow UI test in headless Chromium
 .PHONY: cluster-up cluster-down cluster-status test-cluster
 
 cluster-up: $(STAMP)  ## start a local two-node Ray cluster, S3 and MLflow servers
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,cluster]"
 	$(BIN)/python cluster/local_cluster.py up
 
 cluster-down:  ## stop everything cluster-up started
@@ -82,6 +81,7 @@ cluster-status:  ## what cluster-up started, by process id
 	$(BIN)/python cluster/local_cluster.py status
 
 test-cluster: $(STAMP)  ## the multi-node test: jobs on both nodes, data on s3://, runs on the MLflow server
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,cluster]"
 	$(BIN)/python -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 clean:  ## remove run outputs (keeps .venv)
