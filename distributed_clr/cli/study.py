@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from distributed_clr.cli.options import add_config_options, flag_overrides
-from distributed_clr.cli.tables import table
+from distributed_clr.cli.tables import run_lines, table
 
 __all__ = ["add_parser"]
 
@@ -54,17 +54,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     for plot in outcome.plots:
         out.write(f"  plot:   {plot}\n")
     if outcome.parent_run_id and outcome.tracking_uri:
-        from distributed_clr.tracking import RunHandle
-
-        url = RunHandle(outcome.tracking_uri, outcome.parent_run_id, outcome.name).ui_url()
-        browse = (
-            f"MLflow run: {url}"
-            if url
-            else f"browse: mlflow ui --backend-store-uri {outcome.tracking_uri}"
-        )
-        out.write(
-            f"  MLflow study run {outcome.parent_run_id} at {outcome.tracking_uri}\n  {browse}\n"
-        )
+        out.write(run_lines("MLflow study run", outcome.parent_run_id, outcome.tracking_uri))
     return 0
 
 

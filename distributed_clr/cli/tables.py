@@ -56,3 +56,13 @@ def table(
         ]
         lines.append(("  " + "  ".join(padded)).rstrip())
     return "\n".join(lines) + "\n"
+
+
+def run_lines(what: str, run_id: str, uri: str) -> str:
+    """Where a command's MLflow run is: its id and store, then its page on a tracking server,
+    or the ``mlflow ui`` command that shows a local store."""
+    from distributed_clr.tracking import RunHandle
+
+    url = RunHandle(uri, run_id, "").ui_url()
+    browse = f"MLflow run: {url}" if url else f"browse: mlflow ui --backend-store-uri {uri}"
+    return f"  {what} {run_id} at {uri}\n  {browse}\n"

@@ -15,6 +15,7 @@ from distributed_clr.cli.options import (
     override_flag,
     storage_path,
 )
+from distributed_clr.cli.tables import run_lines
 from distributed_clr.config.schema import REPRESENTATIONS
 
 __all__ = ["add_parsers"]
@@ -44,17 +45,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
             f"{unlabelled}, {counts['signal']} signal)\n"
         )
     if result.mlflow_run_id and result.tracking_uri:
-        from distributed_clr.tracking import RunHandle
-
-        url = RunHandle(result.tracking_uri, result.mlflow_run_id, result.run_name).ui_url()
-        browse = (
-            f"MLflow run: {url}"
-            if url
-            else f"browse: mlflow ui --backend-store-uri {result.tracking_uri}"
-        )
-        sys.stdout.write(
-            f"  MLflow run {result.mlflow_run_id} at {result.tracking_uri}\n  {browse}\n"
-        )
+        sys.stdout.write(run_lines("MLflow run", result.mlflow_run_id, result.tracking_uri))
     return 0
 
 

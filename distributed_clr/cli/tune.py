@@ -15,7 +15,7 @@ from distributed_clr.cli.options import (
     override_flag,
     storage_path,
 )
-from distributed_clr.cli.tables import table
+from distributed_clr.cli.tables import run_lines, table
 from distributed_clr.config import resolve_config
 
 __all__ = ["add_parser"]
@@ -56,17 +56,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     for path in result.plots:
         out.write(f"  plot: {path}\n")
     if result.parent_run_id and result.tracking_uri:
-        from distributed_clr.tracking import RunHandle
-
-        url = RunHandle(result.tracking_uri, result.parent_run_id, result.name).ui_url()
-        browse = (
-            f"MLflow run: {url}"
-            if url
-            else f"browse: mlflow ui --backend-store-uri {result.tracking_uri}"
-        )
-        out.write(
-            f"  MLflow parent run {result.parent_run_id} at {result.tracking_uri}\n  {browse}\n"
-        )
+        out.write(run_lines("MLflow parent run", result.parent_run_id, result.tracking_uri))
     resume = f"rerun with --name {result.name} (and the same options) to resume"
     if not result.complete:
         out.write(f"\n  the sweep was interrupted; {resume} it\n")
