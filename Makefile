@@ -21,10 +21,10 @@ $(BIN)/python:
 
 # Reinstall whenever the dependency declaration or the pins change.
 $(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,cluster]"
 	@touch $@
 
-install: $(STAMP)  ## create .venv and install the project with its dev tools
+install: $(STAMP)  ## create .venv and install the project with its dev and cluster tools
 
 demo: $(STAMP)  ## run the main job end to end on generated data (local Ray, SQLite MLflow)
 	$(BIN)/dclr demo $(DEMO_ARGS)
@@ -41,7 +41,7 @@ typecheck: $(STAMP)  ## mypy (strict) on the package
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not browser and not cluster" $(PYTEST_ARGS)
 
-test: lint typecheck pytest test-browser  ## ruff, mypy, the suite and the MLflow UI in a browser (not the slow studies)
+test: lint typecheck pytest test-browser test-cluster  ## ruff, mypy, the suite, the MLflow UI in a browser and the multi-node cluster (not the slow studies)
 
 test-slow: $(STAMP)  ## only the slow studies
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
@@ -71,7 +71,6 @@ test-browser: $(STAMP) browser-deps  ## the MLflow UI test in headless Chromium
 .PHONY: cluster-up cluster-down cluster-status test-cluster
 
 cluster-up: $(STAMP)  ## start a local two-node Ray cluster, S3 and MLflow servers
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,cluster]"
 	$(BIN)/python cluster/local_cluster.py up
 
 cluster-down:  ## stop everything cluster-up started
@@ -81,7 +80,6 @@ cluster-status:  ## what cluster-up started, by process id
 	$(BIN)/python cluster/local_cluster.py status
 
 test-cluster: $(STAMP)  ## the multi-node test: jobs on both nodes, data on s3://, runs on the MLflow server
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,cluster]"
 	$(BIN)/python -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 clean:  ## remove run outputs (keeps .venv)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -89,26 +90,56 @@ QUIET_LOGGERS = {
     "ray.train": logging.ERROR,
     "ray.tune": logging.WARNING,
     "ray.data": logging.WARNING,
+    "ray.train.v2._internal.callbacks.placement_group_callback": logging.CRITICAL,
 }
 """Ray's loggers and the level below which a successful run stays silent: Ray Train logs every
 report at INFO and, without Ray's dashboard, a warning per second from its placement-group
 cleaner; Ray Data announces each execution; MLflow announces creating its database tables.
-Errors still show; ``-v`` shows everything."""
+Ray Train's controller also logs, with a traceback, when its placement-group cleaner (a helper
+actor that removes a run's placement group should the controller die) takes longer than a few
+seconds to stop, which is routine on a loaded machine and changes nothing: the run has finished
+and removed its placement group itself. Errors still show; ``-v`` shows everything."""
+
+HOUSEKEEPING_THREADS = frozenset({"PlacementGroupCleanerMonitor"})
+"""Ray threads whose uncaught errors are housekeeping, not the job's: the placement-group
+cleaner's monitor asks the State API whether the controller is alive, and in a session without
+the dashboard, with ``ray[default]`` installed, that call raises an RPC error that ends the
+thread with a traceback. Such an error is logged at DEBUG; the job is unaffected (sweeps
+release orphaned placement groups themselves, ``sweeps.janitor``)."""
 
 
 def quiet_ray_logging() -> None:
-    """Raise Ray's chattiest loggers to ``QUIET_LOGGERS`` (on the driver and, as Ray's
+    """Raise Ray's chattiest loggers to ``QUIET_LOGGERS`` and keep the errors of
+    ``HOUSEKEEPING_THREADS`` out of the output (on the driver and, as Ray's
     ``worker_process_setup_hook``, in every worker) unless the package logs at DEBUG."""
     if logging.getLogger("distributed_clr").isEnabledFor(logging.DEBUG):
         return
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
+    _quiet_housekeeping_threads()
     try:
         import ray.data
 
         ray.data.DataContext.get_current().print_on_execution_start = False
     except ImportError:  # pragma: no cover - ray[data] is a core dependency
         pass
+
+
+def _quiet_housekeeping_threads() -> None:
+    """Chain a ``threading.excepthook`` that logs the errors of ``HOUSEKEEPING_THREADS`` at
+    DEBUG and hands every other thread's error to the hook it replaces. Installed once."""
+    previous = threading.excepthook
+    if getattr(previous, "dclr_housekeeping", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.thread is not None and args.thread.name in HOUSEKEEPING_THREADS:
+            log.debug("Ray's %s thread stopped: %r", args.thread.name, args.exc_value)
+            return
+        previous(args)
+
+    hook.dclr_housekeeping = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def units_that_fit(

@@ -64,3 +64,32 @@ def test_other_failures_become_the_callers_error(ray_session: None) -> None:
     assert "a bug" in str(caught.value.__cause__)
     with pytest.raises(ray.exceptions.RayTaskError, match="a bug"):
         list(as_completed({task.remote(4): 4}))
+
+
+def test_housekeeping_thread_errors_are_kept_out_of_the_output(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+    import threading
+
+    from distributed_clr import runtime
+
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)
+    monkeypatch.setattr(logging.getLogger("distributed_clr"), "level", logging.INFO)
+    runtime.quiet_ray_logging()
+    runtime.quiet_ray_logging()  # installed once, not chained onto itself
+
+    def fail() -> None:
+        raise RuntimeError("state API unavailable")
+
+    for name in ("PlacementGroupCleanerMonitor", "a-thread-of-the-job"):
+        thread = threading.Thread(target=fail, name=name)
+        thread.start()
+        thread.join()
+    err = capsys.readouterr().err
+    assert err.count("RuntimeError: state API unavailable") == 1  # the job's own thread still reports
+    assert "a-thread-of-the-job" in err
+    assert "PlacementGroupCleanerMonitor" not in err
+    cleaner = logging.getLogger("ray.train.v2._internal.callbacks.placement_group_callback")
+    assert not cleaner.isEnabledFor(logging.ERROR)
+    assert logging.getLogger("ray.train").isEnabledFor(logging.ERROR)
