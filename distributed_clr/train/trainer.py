@@ -26,15 +26,23 @@ from distributed_clr.train.optim import build_optimizer, build_scheduler
 
 Batch = dict[str, torch.Tensor]
 
+FINITE_CHECK_STEPS = 50
+"""Steps between reads of the non-finite-loss flag: the only host-device synchronisation of a
+training epoch besides its end."""
+
 __all__ = ["Batch", "Trainer", "autocast_context", "contrastive_loss", "to_device"]
 
 
 def autocast_context(
     precision: str, device: torch.device
 ) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when asked for; a no-op elsewhere (CPU bf16 is slower than fp32)."""
-    if precision == "bf16" and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bf16 autocast on ``device`` (CUDA or CPU) when ``precision`` is 'bf16', else a no-op.
+
+    Matmuls and attention run in bf16; callers compute the loss in fp32 (``contrastive_loss``
+    casts the projections back). On CPUs without native bf16 arithmetic this is slower than
+    fp32: it is there so that the bf16 path runs, and is tested, without a GPU."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -123,9 +131,15 @@ class Trainer:
         self.scheduler = build_scheduler(
             self.optimizer, train.schedule, train.epochs, steps_per_epoch
         )
+        self._first_bad_step = torch.full((), math.nan, device=device)
+        """The first optimiser step with a non-finite loss since ``check_finite`` (NaN: none)."""
 
     def step(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
-        """One optimisation step; returns the detached loss."""
+        """One optimisation step; returns the detached loss.
+
+        Nothing here waits for the device: a non-finite loss is noted on the device
+        (``_first_bad_step``) and raised by ``check_finite``, which ``train_epoch`` calls every
+        ``FINITE_CHECK_STEPS`` steps and at the end of the epoch."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss, _, _ = contrastive_loss(
@@ -137,11 +151,11 @@ class Trainer:
             self.train_config.precision,
             self.labels,
         )
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.scheduler.last_epoch}; lower "
-                "train.optimizer.lr, set train.optimizer.grad_clip, or check the input data"
-            )
+        step = torch.tensor(float(self.scheduler.last_epoch), device=loss.device)
+        bad = ~torch.isfinite(loss.detach())
+        self._first_bad_step = torch.where(
+            bad & self._first_bad_step.isnan(), step, self._first_bad_step
+        )
         loss.backward()  # type: ignore[no-untyped-call]
         grad_clip = self.train_config.optimizer.grad_clip
         if grad_clip is not None:
@@ -149,6 +163,16 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         return loss.detach()
+
+    def check_finite(self) -> None:
+        """Raise ``FloatingPointError`` if a step since the last check had a non-finite loss
+        (one read of a device scalar)."""
+        first_bad = float(self._first_bad_step)
+        if not math.isnan(first_bad):
+            raise FloatingPointError(
+                f"the training loss was not finite at step {int(first_bad)}; lower "
+                "train.optimizer.lr, set train.optimizer.grad_clip, or check the input data"
+            )
 
     def train_epoch(self, batches: Iterable[Batch], generator: torch.Generator) -> dict[str, float]:
         """Exactly ``steps_per_epoch`` steps; fewer batches than that is an error (DDP would hang
@@ -168,6 +192,9 @@ class Trainer:
             batch = to_device(batch, self.device)
             total += self.step(batch, generator)
             events += int(batch["x"].shape[0])
+            if steps % FINITE_CHECK_STEPS == 0:
+                self.check_finite()
+        self.check_finite()
         elapsed = time.perf_counter() - start
         mean_loss = distributed.all_reduce_mean(total / max(steps, 1))
         global_events = all_reduce_scalar(events, self.device)

@@ -3,6 +3,7 @@ nothing: one process with batch 2B takes the same first step as two gloo process
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -247,3 +248,51 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 def test_not_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a checkpoint"):
         load_model(tmp_path)
+
+
+def test_a_non_finite_loss_is_raised_with_its_step_without_a_sync_per_step() -> None:
+    config = _config(batch_size=EVENTS, lr=1e-3)
+    trainer = _trainer(_model(config), config, steps_per_epoch=3)
+    batches = [_events(seed=s) for s in range(3)]
+    batches[1]["x"] = batches[1]["x"].clone()
+    batches[1]["x"][0, 0, 0, 1] = math.nan  # one eta of one event of the second batch
+    generator = torch.Generator().manual_seed(1)
+    trainer.step(batches[0], generator)
+    trainer.step(batches[1], generator)  # noted on the device, not raised yet
+    with pytest.raises(FloatingPointError, match="not finite at step 1"):
+        trainer.check_finite()
+    fresh = _trainer(_model(config), config, steps_per_epoch=3)
+    with pytest.raises(FloatingPointError, match="not finite at step 1"):
+        fresh.train_epoch(batches, generator)
+
+
+@pytest.mark.parametrize("loss", ["ntxent", "supcon"])
+def test_bf16_autocast_on_cpu_matches_fp32_with_the_loss_in_fp32(loss: str) -> None:
+    base = _config(batch_size=EVENTS)
+    config = base.model_copy(update={"loss": base.loss.model_copy(update={"name": loss})})
+    torch.manual_seed(0)
+    model = _model(config)
+    trainer = _trainer(model, config, steps_per_epoch=1)
+    batch = _events(seed=5)
+    results = {}
+    for precision in ("fp32", "bf16"):
+        model.zero_grad()
+        loss_value, z1, _ = contrastive_loss(
+            model,
+            trainer.loss_fn,
+            batch,
+            trainer.augmenter,
+            torch.Generator().manual_seed(0),
+            precision,
+        )
+        loss_value.backward()
+        grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results[precision] = (loss_value.detach(), z1.detach(), grad)
+    (l32, z32, g32), (l16, z16, g16) = results["fp32"], results["bf16"]
+    assert l16.dtype == torch.float32  # the loss in fp32
+    assert z16.dtype == torch.float32
+    assert not torch.equal(z16, z32)  # bf16 really ran: the projections differ a little
+    torch.testing.assert_close(l16, l32, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(z16, z32, rtol=5e-2, atol=5e-2)
+    cosine = torch.nn.functional.cosine_similarity(g16, g32, dim=0)
+    assert cosine > 0.99, f"bf16 gradient direction differs from fp32 (cosine {cosine:.4f})"
