@@ -7,7 +7,10 @@ returns ``x``; under DDP they speak to the process group.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import typing
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -61,7 +64,24 @@ class _AllGatherWithGrad(torch.autograd.Function):
         return grad[ctx.offset : ctx.offset + ctx.size], None
 
 
+_EQUAL_SIZES: contextvars.ContextVar[bool] = contextvars.ContextVar("equal_sizes", default=False)
+
+
+@contextlib.contextmanager
+def equal_sizes() -> Iterator[None]:
+    """Within this block every rank gathers tensors of the same first dimension (a training
+    step's full batches), so ``gather_with_offset`` does not exchange sizes: one all-gather
+    and one host-device synchronisation fewer per call."""
+    token = _EQUAL_SIZES.set(True)
+    try:
+        yield
+    finally:
+        _EQUAL_SIZES.reset(token)
+
+
 def _gather_sizes(size: int, device: torch.device) -> list[int]:
+    if _EQUAL_SIZES.get():
+        return [size] * dist.get_world_size()
     mine = torch.tensor([size], dtype=torch.int64, device=device)
     sizes = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, mine)

@@ -87,7 +87,9 @@ def test_housekeeping_thread_errors_are_kept_out_of_the_output(
         thread.start()
         thread.join()
     err = capsys.readouterr().err
-    assert err.count("RuntimeError: state API unavailable") == 1  # the job's own thread still reports
+    assert (
+        err.count("RuntimeError: state API unavailable") == 1
+    )  # the job's own thread still reports
     assert "a-thread-of-the-job" in err
     assert "PlacementGroupCleanerMonitor" not in err
     cleaner = logging.getLogger("ray.train.v2._internal.callbacks.placement_group_callback")

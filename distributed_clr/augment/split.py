@@ -35,7 +35,9 @@ def collinear_split_planes(
     if width == 0:
         return planes
     n_real = planes.weight.sum(dim=-1, keepdim=True)  # (B, 2, 1)
-    if not is_compact(planes.weight, n_real):
+    # On an accelerator compacting unconditionally is cheaper than asking whether it is needed
+    # (the answer is a host sync); on CPU the check saves the scatters.
+    if planes.weight.device.type != "cpu" or not is_compact(planes.weight, n_real):
         planes = compact(planes)
     pt, eta, phi, weight, _ = planes
     device, dtype = pt.device, pt.dtype

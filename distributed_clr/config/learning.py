@@ -222,7 +222,8 @@ class TrainConfig(Section):
     early_stopping_patience: PositiveInt | None = 20
     """Stop after this many epochs without a better ``selection_metric``; None disables."""
     precision: Literal["fp32", "bf16"] = "fp32"
-    """bf16 autocast applies on GPU only; CPU runs stay fp32 (CPU bf16 is slower)."""
+    """'bf16': autocast of the model to bf16 on any device, the loss in fp32. On CPUs without
+    native bf16 arithmetic it is slower than fp32; it runs there so the bf16 path is testable."""
     compile: bool = False
     """Compile the model with torch.compile."""
     seed: Seed = 0

@@ -13,6 +13,13 @@ attention it could still move every other h_j. So, by default, attention is pT-w
 log(w_j) is added to the logit of key j, which makes the attention weights proportional to
 w_j exp(q.k_j). A particle of vanishing pT then has vanishing influence everywhere, and the
 output is continuous in the soft limit (a zero-pT particle is exactly padding).
+
+**Attention kernels.** ``scaled_dot_product_attention`` picks its kernel from the mask it is
+given. Without IR-safe weighting the mask is boolean (keys to attend to), which the fused
+kernels take as it is; with it, the log-weight bias is passed in the compute dtype of the
+queries (bf16 under autocast), the form CUDA's memory-efficient kernel accepts; a float32 bias
+against bf16 queries would send it to the unfused math path. On CPU every variant runs in the
+fused flash kernel.
 """
 
 from __future__ import annotations
@@ -58,15 +65,18 @@ class _Block(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.attn_dropout = dropout
 
-    def forward(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """h (B, S, W); bias (B, 1, 1, S) additive attention bias (-inf for masked keys)."""
+    def forward(self, h: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+        """h (B, S, W); attend (B, 1, 1, S): a boolean mask (True: attend to the key) or an
+        additive float bias (-inf for masked keys)."""
         b, s, w = h.shape
         q, k, v = self.qkv(self.norm1(h)).view(b, s, 3, self.heads, w // self.heads).unbind(2)
+        if attend.is_floating_point():
+            attend = attend.to(q.dtype)
         attended = F.scaled_dot_product_attention(
             q.transpose(1, 2),
             k.transpose(1, 2),
             v.transpose(1, 2),
-            attn_mask=bias,
+            attn_mask=attend,
             dropout_p=self.attn_dropout if self.training else 0.0,
         )
         h = h + self.dropout(self.proj(attended.transpose(1, 2).reshape(b, s, w)))
@@ -129,19 +139,11 @@ class TransformerEncoder(nn.Module):
         w = torch.where(mask, weights.reshape(b, slots).clamp_min(0), 0.0)
         w = w / w.sum(dim=1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
 
-        if self.ir_safe:
-            bias = torch.where(mask, torch.log(w.clamp_min(torch.finfo(w.dtype).tiny)), -torch.inf)
-        else:
-            bias = torch.where(mask, 0.0, -torch.inf)
+        attend = self._attention_mask(mask, w)
         if self.cls is not None:
             h = torch.cat([self.cls.expand(b, -1, -1).to(h.dtype), h], dim=1)
-            bias = torch.cat([bias.new_zeros(b, 1), bias], dim=1)
-        # An event with no constituent at all would make softmax 0/0: let it attend uniformly
-        # (its pooled output is zero for pt-weighted and mean pooling anyway).
-        bias = torch.where(torch.isfinite(bias).any(dim=1, keepdim=True), bias, 0.0)
-        attn_bias = bias[:, None, None, :].to(h.dtype)
         for block in self.blocks:
-            h = block(h, attn_bias)
+            h = block(h, attend)
         h = self.norm(h)
 
         if self.cls is not None:
@@ -153,3 +155,22 @@ class TransformerEncoder(nn.Module):
             pooled = (h * w.unsqueeze(-1).to(h.dtype)).sum(1)
         out: torch.Tensor = self.out(pooled)
         return out
+
+    def _attention_mask(self, mask: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 1, S'): the keys each token attends to (S' = S, plus the CLS token first).
+
+        IR-safe: the float bias log(w_j) (-inf on padding). Otherwise: a boolean mask of the
+        real tokens. An event with no token at all would make softmax 0/0: it attends
+        uniformly instead (its pooled output is zero for pt-weighted and mean pooling)."""
+        b = mask.shape[0]
+        if self.ir_safe:
+            bias = torch.where(mask, torch.log(w.clamp_min(torch.finfo(w.dtype).tiny)), -torch.inf)
+            if self.cls is not None:
+                bias = torch.cat([bias.new_zeros(b, 1), bias], dim=1)
+            bias = torch.where(torch.isfinite(bias).any(dim=1, keepdim=True), bias, 0.0)
+            return bias[:, None, None, :]
+        keep = mask
+        if self.cls is not None:
+            keep = torch.cat([keep.new_ones(b, 1), keep], dim=1)
+        keep = keep | ~keep.any(dim=1, keepdim=True)
+        return keep[:, None, None, :]

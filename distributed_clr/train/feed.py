@@ -41,28 +41,25 @@ def _collate_base() -> type:
 
 
 class EventCollate(_collate_base()):  # type: ignore[misc]
-    """``iter_torch_batches(collate_fn=EventCollate(...))``: Arrow batch -> dict of tensors
+    """``iter_torch_batches(collate_fn=EventCollate(...))``: Arrow batch -> dict of CPU tensors
     (``storage.reader.constituents`` plus the ``extra`` columns).
 
     Returns ``x`` (B, S, N, 3), ``mask`` (B, S, N) (S = ``groups``: 2 jets, or 1 group of
-    object slots) and each of ``extra`` (e.g. label, process_id) as a tensor, all on
-    ``device``.
+    object slots) and each of ``extra`` (e.g. label, process_id) as a tensor. The tensors stay
+    in ordinary host memory: ``iter_torch_batches`` pins them and moves them to the device on
+    its own background thread (``batches``).
     """
 
-    def __init__(
-        self, extra: Sequence[str] = ("label",), device: str | None = None, groups: int = 2
-    ) -> None:
+    def __init__(self, extra: Sequence[str] = ("label",), groups: int = 2) -> None:
         self.extra = tuple(extra)
-        self.device = device
         self.groups = groups
 
     def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
-        x, mask = constituents(batch, self.device, self.groups)
+        x, mask = constituents(batch, None, self.groups)
         out = {"x": x, "mask": mask}
         for name in self.extra:
             # A copy: Arrow's buffers are read-only and torch wants writable memory.
-            tensor = torch.from_numpy(np.array(column_to_numpy(batch.column(name))))
-            out[name] = tensor.to(self.device) if self.device is not None else tensor
+            out[name] = torch.from_numpy(np.array(column_to_numpy(batch.column(name))))
         return out
 
 
@@ -125,18 +122,20 @@ def batches(
     shuffle_seed: int | None,
     extra: tuple[str, ...],
 ) -> Iterator[Batch]:
-    """Full batches of this rank's shard as tensors (``x``, ``mask`` and ``extra`` columns),
-    shuffled through a local buffer seeded ``shuffle_seed`` (None: in order)."""
-    collate = EventCollate(
-        extra=extra,
-        device=str(device) if device.type == "cuda" else None,
-        groups=event_layout(config.kind, 1).groups,
-    )
+    """Full batches of this rank's shard as tensors on ``device`` (``x``, ``mask`` and ``extra``
+    columns), shuffled through a local buffer seeded ``shuffle_seed`` (None: in order).
+
+    Ray Data collates each batch on a background thread, and for a CUDA device pins it and
+    copies it to the device asynchronously, ``prefetch_batches`` ahead of the step: the
+    training loop receives tensors already on its device and never waits on a host copy."""
+    collate = EventCollate(extra=extra, groups=event_layout(config.kind, 1).groups)
     buffer = config.shuffle_buffer if shuffle_seed is not None else 0
     shuffled = buffer >= batch_size
     iterator: Iterator[Batch] = shard.iter_torch_batches(
         batch_size=batch_size,
         collate_fn=collate,
+        device=device,
+        pin_memory=device.type == "cuda",
         drop_last=True,
         prefetch_batches=config.prefetch_batches,
         local_shuffle_buffer_size=buffer if shuffled else None,

@@ -131,32 +131,39 @@ class Trainer:
         self.scheduler = build_scheduler(
             self.optimizer, train.schedule, train.epochs, steps_per_epoch
         )
-        self._first_bad_step = torch.full((), math.nan, device=device)
-        """The first optimiser step with a non-finite loss since ``check_finite`` (NaN: none)."""
+        self._since_check = torch.zeros((), device=device)
+        """Steps since the last ``check_finite``, counted on the device."""
+        self._first_bad = torch.full((), math.nan, device=device)
+        """Which of those steps first had a non-finite loss (NaN: none)."""
+        self._check_base: int | None = None
+        """The optimiser step of the first step since the last check (host side)."""
 
     def step(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         """One optimisation step; returns the detached loss.
 
         Nothing here waits for the device: a non-finite loss is noted on the device
-        (``_first_bad_step``) and raised by ``check_finite``, which ``train_epoch`` calls every
+        (``_first_bad``) and raised by ``check_finite``, which ``train_epoch`` calls every
         ``FINITE_CHECK_STEPS`` steps and at the end of the epoch."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss, _, _ = contrastive_loss(
-            self.model,
-            self.loss_fn,
-            batch,
-            self.augmenter,
-            generator,
-            self.train_config.precision,
-            self.labels,
-        )
-        step = torch.tensor(float(self.scheduler.last_epoch), device=loss.device)
-        bad = ~torch.isfinite(loss.detach())
-        self._first_bad_step = torch.where(
-            bad & self._first_bad_step.isnan(), step, self._first_bad_step
-        )
-        loss.backward()  # type: ignore[no-untyped-call]
+        if self._check_base is None:
+            self._check_base = int(self.scheduler.last_epoch)
+        with distributed.equal_sizes():  # full batches on every rank (drop_last)
+            loss, _, _ = contrastive_loss(
+                self.model,
+                self.loss_fn,
+                batch,
+                self.augmenter,
+                generator,
+                self.train_config.precision,
+                self.labels,
+            )
+            bad = ~torch.isfinite(loss.detach())
+            self._first_bad = torch.where(
+                bad & self._first_bad.isnan(), self._since_check, self._first_bad
+            )
+            self._since_check += 1
+            loss.backward()  # type: ignore[no-untyped-call]
         grad_clip = self.train_config.optimizer.grad_clip
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), grad_clip)
@@ -167,10 +174,14 @@ class Trainer:
     def check_finite(self) -> None:
         """Raise ``FloatingPointError`` if a step since the last check had a non-finite loss
         (one read of a device scalar)."""
-        first_bad = float(self._first_bad_step)
+        first_bad = float(self._first_bad)
+        base = self._check_base or 0
+        self._check_base = None
+        self._since_check.zero_()
         if not math.isnan(first_bad):
+            self._first_bad.fill_(math.nan)
             raise FloatingPointError(
-                f"the training loss was not finite at step {int(first_bad)}; lower "
+                f"the training loss was not finite at step {base + int(first_bad)}; lower "
                 "train.optimizer.lr, set train.optimizer.grad_clip, or check the input data"
             )
 

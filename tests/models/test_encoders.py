@@ -221,3 +221,92 @@ def test_reference_encoder_inference_matches_training_mode() -> None:
     assert torch.isfinite(inference).all()
     torch.testing.assert_close(inference, trained_mode)
     assert torch.backends.mha.get_fastpath_enabled()  # the global switch is restored
+
+
+def _recording_sdpa(
+    monkeypatch: pytest.MonkeyPatch, as_float: bool = False
+) -> list[tuple[torch.dtype, torch.dtype]]:
+    """Record (query dtype, mask dtype) of each attention call; with ``as_float``, hand the
+    kernel the additive form (0 / -inf) of any boolean mask instead."""
+    from distributed_clr.models import transformer
+
+    calls: list[tuple[torch.dtype, torch.dtype]] = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        mask = kwargs["attn_mask"]
+        assert isinstance(mask, torch.Tensor)
+        calls.append((q.dtype, mask.dtype))
+        if as_float and mask.dtype == torch.bool:
+            kwargs["attn_mask"] = torch.zeros(mask.shape, dtype=q.dtype).masked_fill(
+                ~mask, -torch.inf
+            )
+        return original(q, k, v, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transformer.F, "scaled_dot_product_attention", sdpa)
+    return calls
+
+
+@pytest.mark.parametrize("pooling", ["pt_weighted", "mean", "cls"])
+def test_boolean_attention_mask_equals_the_additive_one(
+    pooling: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without IR-safe weighting the encoder hands attention a boolean mask (the fused
+    kernels' form); the output is that of the additive 0 / -inf mask, empty events included."""
+    torch.manual_seed(0)
+    config = ModelConfig(latent_dim=16, heads=4, depth=2, dropout=0.0, pooling=pooling)
+    encoder = TransformerEncoder(config, in_features=3, ir_safe_attention=False).eval()
+    x, mask = _event(b=5)
+    mask[2] = False  # an event without constituents
+    x = x * mask.unsqueeze(-1)
+    calls = _recording_sdpa(monkeypatch)
+    boolean = encoder(_features(x, mask), mask, x[..., 0])
+    assert calls
+    assert {m for _, m in calls} == {torch.bool}
+    monkeypatch.undo()
+    _recording_sdpa(monkeypatch, as_float=True)
+    additive = encoder(_features(x, mask), mask, x[..., 0])
+    torch.testing.assert_close(boolean, additive, rtol=1e-6, atol=1e-6)
+    assert torch.isfinite(boolean).all()
+
+
+def test_ir_safe_bias_reaches_attention_in_the_compute_dtype(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoder = _transformer("pt_weighted")
+    x, mask = _event(b=6)
+    calls = _recording_sdpa(monkeypatch)
+    full = encoder(_features(x, mask), mask, x[..., 0])
+    assert set(calls) == {(torch.float32, torch.float32)}
+    calls.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = encoder(_features(x, mask), mask, x[..., 0])
+    assert set(calls) == {(torch.bfloat16, torch.bfloat16)}
+    torch.testing.assert_close(half.float(), full, rtol=5e-2, atol=5e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("ir_safe", [True, False])
+def test_attention_runs_in_the_memory_efficient_kernel_on_cuda(ir_safe: bool) -> None:
+    """In bf16 on CUDA, forward and backward run with only the memory-efficient kernel allowed
+    (SDPA raises otherwise), and agree with the unfused math kernel."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.manual_seed(0)
+    config = ModelConfig(latent_dim=128, heads=4, depth=2, dropout=0.0, pooling="pt_weighted")
+    encoder = TransformerEncoder(config, in_features=3, ir_safe_attention=ir_safe).cuda()
+    x, mask = _event(b=64, n=50)
+    x, mask = x.cuda(), mask.cuda()
+    outputs = {}
+    for backend in (SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH):
+        encoder.zero_grad()
+        with sdpa_kernel([backend]), torch.autocast("cuda", dtype=torch.bfloat16):
+            out = encoder(_features(x, mask), mask, x[..., 0])
+        out.float().square().mean().backward()
+        grad = encoder.blocks[0].qkv.weight.grad
+        assert grad is not None
+        outputs[backend] = (out.float(), grad.clone())
+    (fused, g_fused), (math_out, g_math) = outputs.values()
+    torch.testing.assert_close(fused, math_out, rtol=3e-2, atol=3e-2)
+    assert torch.nn.functional.cosine_similarity(g_fused.flatten(), g_math.flatten(), dim=0) > 0.99
