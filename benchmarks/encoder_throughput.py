@@ -2,7 +2,9 @@
 
 Both encoders get the same events (B, 2 jets x N constituents, 3 features), the same width,
 depth, heads and feed-forward size; the reference is ``nn.TransformerEncoder`` with a key
-padding mask and masked-mean pooling. Reported: events/s of a training step (forward, backward,
+padding mask and masked-mean pooling, in its default form (ReLU, post-norm) and in ours (GELU,
+pre-norm). Ours runs with IR-safe attention (the log pT-fraction bias) as trained, and without
+it (a boolean mask). Reported: events/s of a training step (forward, backward,
 no optimiser) for each, and their ratio. Runs on CUDA when available (also in bf16 autocast).
 
 Run: .venv/bin/python benchmarks/encoder_throughput.py [--batch 256] [--constituents 50]
@@ -22,10 +24,20 @@ from distributed_clr.models import TransformerEncoder
 
 
 class Reference(nn.Module):
-    def __init__(self, width: int, depth: int, heads: int, ff: int) -> None:
+    def __init__(
+        self, width: int, depth: int, heads: int, ff: int, like_ours: bool = False
+    ) -> None:
         super().__init__()
         self.embed = nn.Linear(3, width)
-        layer = nn.TransformerEncoderLayer(width, heads, ff, dropout=0.0, batch_first=True)
+        layer = nn.TransformerEncoderLayer(
+            width,
+            heads,
+            ff,
+            dropout=0.0,
+            batch_first=True,
+            activation="gelu" if like_ours else "relu",
+            norm_first=like_ours,
+        )
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -64,8 +76,14 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     config = ModelConfig(latent_dim=args.latent, heads=4, depth=2, dropout=0.0)
-    ours = TransformerEncoder(config, in_features=3).to(device)
-    reference = Reference(args.latent, 2, 4, 2 * args.latent).to(device)
+    models = {
+        "ours, IR-safe": TransformerEncoder(config, in_features=3).to(device),
+        "ours, bool mask": TransformerEncoder(config, in_features=3, ir_safe_attention=False).to(
+            device
+        ),
+        "stock (relu, post-norm)": Reference(args.latent, 2, 4, 2 * args.latent).to(device),
+        "stock (gelu, pre-norm)": Reference(args.latent, 2, 4, 2 * args.latent, True).to(device),
+    }
 
     b, n = args.batch, args.constituents
     pt = torch.rand(b, 2, n, device=device) * 100
@@ -77,7 +95,7 @@ def main() -> None:
     print(f"device {device}, batch {b}, 2 x {n} constituents, width {args.latent}, depth 2")
     for dtype in precisions:
         results = {}
-        for name, model in (("distributed_clr", ours), ("nn.TransformerEncoder", reference)):
+        for name, model in models.items():
 
             def step(model: nn.Module = model, dtype: torch.dtype = dtype) -> None:
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -85,9 +103,11 @@ def main() -> None:
                 out.float().square().mean().backward()
 
             results[name] = events_per_second(step, b, args.seconds, device)
-            print(f"  {dtype!s:15s} {name:22s} {results[name]:10.0f} events/s (fwd+bwd)")
-        ratio = results["distributed_clr"] / results["nn.TransformerEncoder"]
-        print(f"  {dtype!s:15s} ratio ours / reference: {ratio:.2f}")
+            print(f"  {dtype!s:15s} {name:25s} {results[name]:10.0f} events/s (fwd+bwd)")
+        for ours in ("ours, IR-safe", "ours, bool mask"):
+            for stock in ("stock (relu, post-norm)", "stock (gelu, pre-norm)"):
+                ratio = results[ours] / results[stock]
+                print(f"  {dtype!s:15s} {ours} / {stock}: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -228,7 +228,8 @@ def _embed_shards(
     init_ray(ray_config)
     use_gpu = ray_config.use_gpu
     free = ray.available_resources()  # type: ignore[no-untyped-call]
-    size = actors or max(1, min(4, len(pending), int(free.get("GPU" if use_gpu else "CPU", 1))))
+    # One actor per free CPU (GPU), each with one thread, as many as there are shards to embed.
+    size = actors or max(1, min(len(pending), int(free.get("GPU" if use_gpu else "CPU", 1))))
     actor = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(Embedder)
     files = ray.put(checkpoint_files(checkpoint))  # actors may run on machines without the file
     handles: list[Any] = [

@@ -73,6 +73,11 @@ def init_ray(config: RayConfig, min_cpus: int | None = None) -> None:
             log.info("ray.num_cpus = %d is too few for this job; using %d", num_cpus, min_cpus)
         num_cpus = max(num_cpus or os.cpu_count() or 1, min_cpus)
     log.info("starting a local Ray session (%s CPUs)", num_cpus or "all")
+    # A local session turns on Ray's token authentication and announces it with a warning on
+    # every start; it is what a session on this machine should do, so the notice is kept out.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR
+    )
     ray.init(
         # "local": a new session even where `ray start` runs a cluster on this machine, which
         # Ray would otherwise join unasked; a cluster is joined only when it is named.

@@ -134,9 +134,11 @@ class NTXentLoss(nn.Module):
         own = 2 * offset + rows  # column of each anchor itself
         partner = own + 1 - 2 * (rows % 2)  # column of its positive: the other view
         positives = logits[rows, partner]
-        excluded = torch.zeros_like(logits, dtype=torch.bool)
-        excluded[rows, own] = True
+        # Built by comparison: an index assignment of a Python True would copy it to the
+        # device and wait for it (a host sync per step on a GPU).
+        columns = torch.arange(logits.shape[1], device=logits.device)
+        excluded = columns == own[:, None]
         if not self.positive_in_denominator:
-            excluded[rows, partner] = True
+            excluded = excluded | (columns == partner[:, None])
         per_anchor = torch.logsumexp(logits.masked_fill(excluded, -math.inf), dim=1) - positives
         return per_anchor.mean() if self.reduction == "mean" else per_anchor.sum()

@@ -99,8 +99,8 @@ class SupConLoss(nn.Module):
         logits = anchors @ candidates.T / self.temperature  # (B V, N V)
 
         rows = torch.arange(B * V, device=logits.device)
-        own = torch.zeros_like(logits, dtype=torch.bool)
-        own[rows, offset * V + rows] = True
+        # By comparison, not index assignment (which would wait for the device on a GPU).
+        own = torch.arange(logits.shape[1], device=logits.device) == (offset * V + rows)[:, None]
         anchor_labels = labels.repeat_interleave(V)
         candidate_labels = all_labels.repeat_interleave(V)
         positive = (anchor_labels[:, None] == candidate_labels[None, :]) & ~own

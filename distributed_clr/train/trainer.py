@@ -76,9 +76,7 @@ def supcon_classes(labels: torch.Tensor) -> torch.Tensor:
     """int64 classes of a batch: the labels, with each negative (unknown) one replaced by a
     class no other event of any rank has (-1 - (rank * B + i))."""
     classes = labels.long()
-    unknown = classes < 0
-    if not bool(unknown.any()):
-        return classes
+    unknown = classes < 0  # replaced unconditionally: asking whether any is would sync
     n = len(classes)
     own = -1 - (distributed.rank() * n + torch.arange(n, device=classes.device))
     return torch.where(unknown, own, classes)

@@ -1,0 +1,148 @@
+"""Data stages from the command line against the in-process rate of their own code x cores.
+
+A stage that runs on Ray should keep every core busy: its events/s, timed wall-clock around
+the ``dclr`` command, should reach ``cores x`` the events/s of the same vectorised code on one
+core in this process. Measured for
+
+* ``dclr prepare``: raw Pythia events -> dijets (``data.dijets.select_dijets`` in-process);
+* ``dclr embed``: prepared dijets -> embeddings with an untrained encoder of the ``--preset``
+  (``embed.Embedder`` in-process, one torch thread).
+
+The raw input is ``--events`` generated events (half QCD, half W'), repeated ``--copies`` times
+with new event ids (the rate does not depend on which events they are), written as one raw
+shard per copy. The wall-clock includes starting Python and a local Ray session; the stage's
+own time (from its first task to its last, as the command logs it) is reported next to it.
+
+Run: .venv/bin/python benchmarks/stage_throughput.py [--events 2000] [--copies 24]
+     [--cache /tmp/bench_events.parquet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from prepare_throughput import make_events, write_raw
+
+from distributed_clr.config import apply_overrides, get_preset
+from distributed_clr.config.schema import RunConfig
+from distributed_clr.data.dijets import select_dijets
+
+DCLR = str(Path(sys.executable).parent / "dclr")
+
+
+def events(path: Path | None, n: int, seed: int) -> pa.Table:
+    """Generated events, read from ``path`` when it exists (and written there when given)."""
+    if path is not None and path.exists():
+        return pq.read_table(path)
+    table = make_events(n, seed)
+    if path is not None:
+        pq.write_table(table, path)
+    return table
+
+
+def prepare_rate(table: pa.Table, config: RunConfig) -> float:
+    """Events/s of ``select_dijets`` on one core, in batches as a prepare task runs it."""
+    size = config.prepare.batch_events
+    select_dijets(table.slice(0, size), config.prepare, "bench")  # warm-up
+    start = time.perf_counter()
+    for offset in range(0, table.num_rows, size):
+        select_dijets(table.slice(offset, size), config.prepare, "bench")
+    return table.num_rows / (time.perf_counter() - start)
+
+
+def embed_rate(prepared: Path, checkpoint: Path) -> float:
+    """Events/s of ``Embedder`` on one prepared shard, one torch thread."""
+    from distributed_clr.embed import Embedder
+
+    torch.set_num_threads(1)
+    shard = sorted(prepared.glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    embedder = Embedder(checkpoint)
+    embedder(table.slice(0, 256))  # warm-up
+    start = time.perf_counter()
+    embedder(table)
+    return table.num_rows / (time.perf_counter() - start)
+
+
+def timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2000, help="generated events (half W')")
+    parser.add_argument("--copies", type=int, default=24, help="raw shards, each all events")
+    parser.add_argument("--preset", default="paper_lhco")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cache", type=Path, default=None, help="generated events (Parquet)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+
+    os.environ.setdefault("DCLR_PROGRESS", "0")
+    cores = os.cpu_count() or 1
+    config = apply_overrides(get_preset(args.preset), args.overrides)
+    table = events(args.cache, args.events, args.seed)
+    sets = [arg for override in args.overrides for arg in ("--set", override)]
+    result: dict[str, object] = {"cores": cores, "preset": args.preset, "overrides": args.overrides}
+
+    with tempfile.TemporaryDirectory(prefix="dclr-stages-") as tmp:
+        work = Path(tmp)
+        write_raw(table, work / "raw", args.copies)
+        total = table.num_rows * args.copies
+        one_core = prepare_rate(table, config)
+        wall = timed(
+            [DCLR, "-q", "prepare", str(work / "raw"), "--out", str(work / "prepared"),
+             "--preset", args.preset, *sets]
+        )  # fmt: skip
+        result["prepare"] = {
+            "events": total,
+            "in_process_events_per_s_one_core": round(one_core),
+            "command_wall_s": round(wall, 1),
+            "command_events_per_s": round(total / wall),
+            "over_cores_x_in_process": round(total / wall / (cores * one_core), 3),
+        }
+
+        from distributed_clr.train.driver import untrained
+
+        checkpoint = untrained(config, work / "prepared", work / "untrained")
+        prepared_events = sum(
+            pq.ParquetFile(p).metadata.num_rows for p in (work / "prepared").glob("*.parquet")
+        )
+        one_core = embed_rate(work / "prepared", checkpoint)
+        wall = timed(
+            [DCLR, "-q", "embed", "--checkpoint", str(checkpoint), "--data",
+             str(work / "prepared"), "--out", str(work / "embeddings"), "--preset", args.preset,
+             *sets]
+        )  # fmt: skip
+        result["embed"] = {
+            "events": prepared_events,
+            "in_process_events_per_s_one_core": round(one_core),
+            "command_wall_s": round(wall, 1),
+            "command_events_per_s": round(prepared_events / wall),
+            "over_cores_x_in_process": round(prepared_events / wall / (cores * one_core), 3),
+        }
+        start = time.perf_counter()
+        subprocess.run([DCLR, "--help"], capture_output=True, check=True)
+        result["cli_start_s"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
