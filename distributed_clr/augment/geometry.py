@@ -19,7 +19,6 @@ constituents stay in front of the padding ("compact"), except after ``mask_objec
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -83,12 +82,24 @@ def from_planes(planes: Planes) -> tuple[Tensor, Tensor]:
     return x, planes.mask
 
 
-@functools.cache
-def _phi_bounds(dtype: torch.dtype) -> tuple[float, float]:
+def _phi_bounds_of(dtype: torch.dtype) -> tuple[float, float]:
     """(lowest, highest) representable phi in (-pi, pi] for ``dtype``."""
     high = torch.tensor(math.pi, dtype=dtype)
     low = torch.nextafter(-high, torch.zeros((), dtype=dtype))
     return float(low), float(high)
+
+
+_PHI_BOUNDS = {
+    dtype: _phi_bounds_of(dtype)
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+}
+"""Computed once at import: a plain lookup inside the model, which ``torch.compile`` traces
+without touching tensors (a cached function there would be traced anew, with a warning)."""
+
+
+def _phi_bounds(dtype: torch.dtype) -> tuple[float, float]:
+    bounds = _PHI_BOUNDS.get(dtype)
+    return bounds if bounds is not None else _phi_bounds_of(dtype)
 
 
 def wrap_phi(phi: Tensor) -> Tensor:

@@ -296,3 +296,29 @@ def test_bf16_autocast_on_cpu_matches_fp32_with_the_loss_in_fp32(loss: str) -> N
     torch.testing.assert_close(z16, z32, rtol=5e-2, atol=5e-2)
     cosine = torch.nn.functional.cosine_similarity(g16, g32, dim=0)
     assert cosine > 0.99, f"bf16 gradient direction differs from fp32 (cosine {cosine:.4f})"
+
+
+def test_a_compiled_model_trains_like_the_eager_one_on_cpu() -> None:
+    """``train.compile`` on CPU (inductor, through the machine's C compiler): the compiled
+    model's loss and gradients equal the eager model's, and its checkpoint is the plain model."""
+    from distributed_clr.checkpoint import unwrap
+
+    config = _config(batch_size=EVENTS)
+    torch.manual_seed(0)
+    eager = _model(config)
+    compiled_model = _model(config)
+    compiled_model.load_state_dict(eager.state_dict())
+    compiled = torch.compile(compiled_model)
+    batch = _events(seed=7)
+    results = []
+    for model in (eager, compiled):
+        trainer = _trainer(model, config, steps_per_epoch=1)
+        loss, _, _ = contrastive_loss(
+            model, trainer.loss_fn, batch, trainer.augmenter, torch.Generator().manual_seed(0)
+        )
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in unwrap(model).parameters()])
+        results.append((loss.detach(), grads))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-3, atol=1e-5)
+    assert unwrap(compiled) is compiled_model
