@@ -95,15 +95,20 @@ QUIET_LOGGERS = {
     "ray.train": logging.ERROR,
     "ray.tune": logging.WARNING,
     "ray.data": logging.WARNING,
-    "ray.train.v2._internal.callbacks.placement_group_callback": logging.CRITICAL,
 }
 """Ray's loggers and the level below which a successful run stays silent: Ray Train logs every
 report at INFO and, without Ray's dashboard, a warning per second from its placement-group
 cleaner; Ray Data announces each execution; MLflow announces creating its database tables.
-Ray Train's controller also logs, with a traceback, when its placement-group cleaner (a helper
-actor that removes a run's placement group should the controller die) takes longer than a few
-seconds to stop, which is routine on a loaded machine and changes nothing: the run has finished
-and removed its placement group itself. Errors still show; ``-v`` shows everything."""
+Errors still show; ``-v`` shows everything."""
+
+HOUSEKEEPING_LOGGERS = frozenset({"ray.train.v2._internal.callbacks.placement_group_callback"})
+"""Ray loggers whose records below CRITICAL are housekeeping: Ray Train's controller logs, with a
+traceback, when its placement-group cleaner (a helper actor that removes a run's placement
+group should the controller die) takes longer than a few seconds to stop, which is routine on a
+loaded machine and changes nothing: the run has finished and removed its placement group
+itself. A filter on the logger drops them; a level would not do, since the controller
+reconfigures Ray Train's logging (``logging.config.dictConfig``) after the worker setup hook
+ran, which resets the levels of the loggers under ``ray.train`` but keeps their filters."""
 
 HOUSEKEEPING_THREADS = frozenset({"PlacementGroupCleanerMonitor"})
 """Ray threads whose uncaught errors are housekeeping, not the job's: the placement-group
@@ -114,13 +119,18 @@ release orphaned placement groups themselves, ``sweeps.janitor``)."""
 
 
 def quiet_ray_logging() -> None:
-    """Raise Ray's chattiest loggers to ``QUIET_LOGGERS`` and keep the errors of
-    ``HOUSEKEEPING_THREADS`` out of the output (on the driver and, as Ray's
-    ``worker_process_setup_hook``, in every worker) unless the package logs at DEBUG."""
+    """Raise Ray's chattiest loggers to ``QUIET_LOGGERS`` and keep the records of
+    ``HOUSEKEEPING_LOGGERS`` and the errors of ``HOUSEKEEPING_THREADS`` out of the output (on
+    the driver and, as Ray's ``worker_process_setup_hook``, in every worker) unless the
+    package logs at DEBUG."""
     if logging.getLogger("distributed_clr").isEnabledFor(logging.DEBUG):
         return
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
+    for name in HOUSEKEEPING_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Housekeeping) for f in logger.filters):
+            logger.addFilter(_Housekeeping())
     _quiet_housekeeping_threads()
     try:
         import ray.data
@@ -128,6 +138,13 @@ def quiet_ray_logging() -> None:
         ray.data.DataContext.get_current().print_on_execution_start = False
     except ImportError:  # pragma: no cover - ray[data] is a core dependency
         pass
+
+
+class _Housekeeping(logging.Filter):
+    """Drops records below CRITICAL (``HOUSEKEEPING_LOGGERS``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.CRITICAL
 
 
 def _quiet_housekeeping_threads() -> None:

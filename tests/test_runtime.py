@@ -92,6 +92,53 @@ def test_housekeeping_thread_errors_are_kept_out_of_the_output(
     )  # the job's own thread still reports
     assert "a-thread-of-the-job" in err
     assert "PlacementGroupCleanerMonitor" not in err
+
+
+def test_the_cleaner_stop_traceback_stays_out_after_ray_train_reconfigures_logging(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What the Ray Train controller does after the worker setup hook: a dictConfig of
+    ``ray.train`` (DEBUG, a console handler, existing loggers kept), which resets the levels of
+    the loggers under it. The cleaner's error stays out; other Ray Train errors still show."""
+    import logging
+    import logging.config
+    import sys
+
+    from distributed_clr import runtime
+
     cleaner = logging.getLogger("ray.train.v2._internal.callbacks.placement_group_callback")
-    assert not cleaner.isEnabledFor(logging.ERROR)
-    assert logging.getLogger("ray.train").isEnabledFor(logging.ERROR)
+    other = logging.getLogger("ray.train.v2._internal.execution.controller")
+    saved = {
+        name: (lg.level, list(lg.handlers), lg.propagate, list(lg.filters))
+        for name, lg in (("ray.train", logging.getLogger("ray.train")), ("cleaner", cleaner))
+    }
+    try:
+        runtime.quiet_ray_logging()
+        runtime.quiet_ray_logging()  # one filter, however often the hook runs
+        assert sum(isinstance(f, runtime._Housekeeping) for f in cleaner.filters) == 1
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr}},
+                "loggers": {
+                    "ray.train": {"level": "DEBUG", "handlers": ["console"], "propagate": False}
+                },
+            }
+        )
+        try:
+            raise TimeoutError("Get timed out: some object(s) not ready.")
+        except TimeoutError:
+            cleaner.exception("Failed to stop PlacementGroupCleaner gracefully.")
+            other.error("a real Ray Train error")
+        err = capsys.readouterr().err
+        assert "PlacementGroupCleaner" not in err
+        assert "Traceback" not in err
+        assert "a real Ray Train error" in err
+    finally:
+        for name, (level, handlers, propagate, filters) in saved.items():
+            lg = logging.getLogger("ray.train") if name == "ray.train" else cleaner
+            lg.setLevel(level)
+            lg.handlers[:] = handlers
+            lg.propagate = propagate
+            lg.filters[:] = filters

@@ -86,7 +86,13 @@ def test_solver_optimum_equals_a_general_purpose_minimiser(lam: float) -> None:
         objective, np.zeros(40), jac=gradient, hess=hessian, method="trust-exact",
         options={"gtol": 1e-12},
     )  # fmt: skip
-    assert reference_fit.success, reference_fit.message
+    # trust-exact may stop short of gtol = 1e-12 when its model can no longer predict an
+    # improvement in float64 ("bad approximation", scipy 1.17): at a stationary point all the
+    # same. Judge it by its gradient, not by its flag.
+    assert reference_fit.success or np.linalg.norm(gradient(reference_fit.x)) < 1e-9, (
+        reference_fit.message,
+        np.linalg.norm(gradient(reference_fit.x)),
+    )
     assert solution.objective == pytest.approx(reference_fit.fun, rel=1e-6)
     assert objective(solution.alpha) == pytest.approx(reference_fit.fun, rel=1e-6)
     f_scipy = kernel @ reference_fit.x
