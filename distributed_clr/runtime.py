@@ -63,7 +63,7 @@ def init_ray(config: RayConfig, min_cpus: int | None = None) -> None:
         ray.init(
             address=address,
             logging_level=logging.WARNING,
-            runtime_env={"worker_process_setup_hook": quiet_ray_logging},
+            runtime_env={"worker_process_setup_hook": setup_worker},
         )
         quiet_ray_logging()
         return
@@ -86,7 +86,7 @@ def init_ray(config: RayConfig, min_cpus: int | None = None) -> None:
         include_dashboard=False,
         logging_level=logging.WARNING,
         configure_logging=True,
-        runtime_env={"worker_process_setup_hook": quiet_ray_logging},
+        runtime_env={"worker_process_setup_hook": setup_worker},
     )
     quiet_ray_logging()
 
@@ -116,6 +116,21 @@ cleaner's monitor asks the State API whether the controller is alive, and in a s
 the dashboard, with ``ray[default]`` installed, that call raises an RPC error that ends the
 thread with a traceback. Such an error is logged at DEBUG; the job is unaffected (sweeps
 release orphaned placement groups themselves, ``sweeps.janitor``)."""
+
+
+def setup_worker() -> None:
+    """Ray's ``worker_process_setup_hook`` for every worker of a job: ``quiet_ray_logging``,
+    and ``RAY_ADDRESS`` pinned to the worker's own cluster. Ray's helpers that look a cluster
+    up by themselves (Ray Train's placement-group cleaner asks the State API whether the
+    controller lives) would otherwise pick the newest of several Ray instances on the machine,
+    with a warning, and could watch another job's cluster."""
+    quiet_ray_logging()
+    if not os.environ.get("RAY_ADDRESS"):
+        import ray
+
+        address = ray.get_runtime_context().gcs_address
+        if address:
+            os.environ["RAY_ADDRESS"] = address
 
 
 def quiet_ray_logging() -> None:

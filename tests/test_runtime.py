@@ -142,3 +142,23 @@ def test_the_cleaner_stop_traceback_stays_out_after_ray_train_reconfigures_loggi
             lg.handlers[:] = handlers
             lg.propagate = propagate
             lg.filters[:] = filters
+
+
+def _worker_ray_address() -> str | None:
+    import os
+
+    return os.environ.get("RAY_ADDRESS")
+
+
+def test_workers_know_their_own_cluster(ray_session: None) -> None:
+    """The worker setup hook pins RAY_ADDRESS to the worker's own cluster (Ray's helpers that
+    look a cluster up would otherwise take the newest on the machine); the driver is left as
+    it was, so that the commands it starts do not join this session."""
+    import os
+
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    remote = ray.remote(num_cpus=0)(_worker_ray_address)
+    assert ray.get(remote.remote()) == address
+    assert os.environ.get("RAY_ADDRESS") in (None, "")
