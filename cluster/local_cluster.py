@@ -219,6 +219,23 @@ def ray_nodes(env: dict[str, str]) -> list[dict]:
     return [n for n in json.loads(listing) if n.get("state") == "ALIVE"]
 
 
+def job_runs(env: dict[str, str]) -> bool:
+    """Whether the cluster accepts and runs a job: ``ray job submit`` of a no-op."""
+    command = [
+        str(BIN / "ray"), "job", "submit", "--address", env["RAY_API_SERVER_ADDRESS"],
+        "--", sys.executable, "-c", "pass",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return result.returncode == 0
+
+
 # ------------------------------------------------------------------------------------------------
 # commands
 
@@ -300,6 +317,9 @@ def up(state: Path, head_cpus: int, worker_cpus: int) -> dict[str, str]:
         ]  # fmt: skip
         pid = start(state, "ray-worker", worker, env)
         wait_for("Ray worker node", lambda: len(ray_nodes(env)) >= 2, pid, state, "ray-worker")
+        # The dashboard answers before the head's job agent has registered with it; until then
+        # a submission fails with "No available agent to submit job". Ready means a job ran.
+        wait_for("Ray Jobs API", lambda: job_runs(env), pid, state, "ray-head")
     except BaseException:
         log("start-up failed: stopping what was started")
         down(state)
