@@ -85,6 +85,17 @@ def timed(command: list[str]) -> float:
     return elapsed
 
 
+def figures(events: int, wall: float, one_core: float, cores: int) -> dict[str, float]:
+    """A stage's command-line rate against ``cores`` x its in-process rate on one core."""
+    return {
+        "events": events,
+        "in_process_events_per_s_one_core": round(one_core),
+        "command_wall_s": round(wall, 1),
+        "command_events_per_s": round(events / wall),
+        "over_cores_x_in_process": round(events / wall / (cores * one_core), 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2000, help="generated events (half W')")
@@ -111,33 +122,20 @@ def main() -> None:
             [DCLR, "-q", "prepare", str(work / "raw"), "--out", str(work / "prepared"),
              "--preset", args.preset, *sets]
         )  # fmt: skip
-        result["prepare"] = {
-            "events": total,
-            "in_process_events_per_s_one_core": round(one_core),
-            "command_wall_s": round(wall, 1),
-            "command_events_per_s": round(total / wall),
-            "over_cores_x_in_process": round(total / wall / (cores * one_core), 3),
-        }
+        result["prepare"] = figures(total, wall, one_core, cores)
 
+        from distributed_clr.storage.manifest import require_complete
         from distributed_clr.train.driver import untrained
 
         checkpoint = untrained(config, work / "prepared", work / "untrained")
-        prepared_events = sum(
-            pq.ParquetFile(p).metadata.num_rows for p in (work / "prepared").glob("*.parquet")
-        )
+        prepared_events = require_complete(work / "prepared", "dijet").rows
         one_core = embed_rate(work / "prepared", checkpoint)
         wall = timed(
             [DCLR, "-q", "embed", "--checkpoint", str(checkpoint), "--data",
              str(work / "prepared"), "--out", str(work / "embeddings"), "--preset", args.preset,
              *sets]
         )  # fmt: skip
-        result["embed"] = {
-            "events": prepared_events,
-            "in_process_events_per_s_one_core": round(one_core),
-            "command_wall_s": round(wall, 1),
-            "command_events_per_s": round(prepared_events / wall),
-            "over_cores_x_in_process": round(prepared_events / wall / (cores * one_core), 3),
-        }
+        result["embed"] = figures(prepared_events, wall, one_core, cores)
         start = time.perf_counter()
         subprocess.run([DCLR, "--help"], capture_output=True, check=True)
         result["cli_start_s"] = round(time.perf_counter() - start, 1)
