@@ -58,3 +58,60 @@ def test_reuse_or_run_reuses_the_same_identity_and_replaces_another(tmp_path: Pa
     assert calls == [1, 3]
     (out / "manifest.json").write_text("{not json")
     assert reuse_or_run(out, "evaluation", {"k": 2}, lambda: work(4)) == {"value": 4}
+
+
+def test_thread_map_keeps_order_and_raises_an_items_error() -> None:
+    import time
+
+    from distributed_clr.storage.parallel import thread_map
+
+    def slow_square(n: int) -> int:
+        time.sleep(0.01 * (5 - n % 5))  # later items finish first
+        return n * n
+
+    assert thread_map(slow_square, list(range(12)), threads=4) == [n * n for n in range(12)]
+    assert thread_map(slow_square, [], threads=4) == []
+    assert thread_map(slow_square, [3], threads=1) == [9]
+
+    def fail_on_seven(n: int) -> int:
+        if n == 7:
+            raise ValueError("item 7")
+        return n
+
+    with pytest.raises(ValueError, match="item 7"):
+        thread_map(fail_on_seven, list(range(10)), threads=3)
+
+
+def test_map_shards_reads_what_the_stream_reads(tmp_path: Path) -> None:
+    """Every shard's rows of the chosen splits, converted, in shard order; empty shards skipped."""
+    from distributed_clr.storage.reader import iter_tables, map_shards
+
+    manifest = Manifest(kind="raw", config={})
+    splits = [["train", "val"], ["test", "test"], ["val", "train"]]
+    for i, split in enumerate(splits):
+        name = f"shard-{i}.parquet"
+        table = pa.table({"x": [10 * i, 10 * i + 1], "split": split})
+        manifest.shards.append(ShardRecord(name, 2, write_parquet_atomic(table, tmp_path / name)))
+    manifest.complete = True
+    manifest.write(tmp_path)
+
+    def xs(table: pa.Table) -> list[int]:
+        return list(table.column("x").to_pylist())
+
+    got = map_shards(tmp_path, "raw", xs, splits=["train", "val"], columns=["x"], threads=3)
+    assert got == [[0, 1], [20, 21]]  # shard 1 holds only test events
+    streamed = [x for t in iter_tables(tmp_path, "raw", splits=["train", "val"]) for x in xs(t)]
+    assert [x for part in got for x in part] == streamed
+    with pytest.raises(DatasetError, match="lacks column"):
+        map_shards(tmp_path, "raw", xs, columns=["nope"])
+
+
+def test_string_columns_become_object_arrays_of_their_values() -> None:
+    from distributed_clr.storage.reader import column_to_numpy
+
+    column = pa.chunked_array([pa.array(["qcd", "wprime", "qcd"]), pa.array(["test"])])
+    values = column_to_numpy(column)
+    assert values.dtype == object
+    assert values.tolist() == ["qcd", "wprime", "qcd", "test"]
+    assert column_to_numpy(pa.array([], pa.string())).tolist() == []
+    assert column_to_numpy(pa.array(["a", None])).tolist() == ["a", None]

@@ -1,10 +1,12 @@
 """The inputs of an evaluation: embeddings joined to the prepared dijets they were made from.
 
-``load_inputs(embeddings, data, feature_sets, splits)`` streams the embedding shards with
-``storage.reader.iter_tables`` (only the columns needed, only the splits asked for) and, where
-a feature set needs the prepared events ('event', 'highlevel', or the raw 'constituents' of the
-Trans+BC baseline), streams the same splits of the prepared dataset, turning each batch into
-its feature matrix at once so that no constituent column is held as Arrow. The two are joined
+``load_inputs(embeddings, data, feature_sets, splits)`` reads the embedding shards with
+``storage.reader.map_shards`` (only the columns needed, only the splits asked for, one shard
+per thread and a thread per CPU) and, where a feature set needs the prepared events ('event',
+'highlevel', or the raw 'constituents' of the Trans+BC baseline), the same splits of the
+prepared dataset, turning each shard into its feature matrices at once so that no constituent
+column is held as Arrow beyond its shard; the per-shard matrices are then copied into place on
+threads too. The two are joined
 on the event key (dataset, event_id) with sorting and ``searchsorted`` per dataset (no
 per-event Python loop), and the join is checked both ways: every embedded event must be in the
 data and every event of those splits in the data must be embedded, with equal ``label`` and
@@ -45,7 +47,12 @@ from distributed_clr.storage.formats import (
 )
 from distributed_clr.storage.location import StoragePath, as_storage_path, parquet_file
 from distributed_clr.storage.manifest import DatasetError, require_complete
-from distributed_clr.storage.reader import column_to_numpy, constituents, iter_tables
+from distributed_clr.storage.parallel import thread_map, usable_cpus
+from distributed_clr.storage.reader import (
+    column_to_numpy,
+    constituents,
+    map_shards,
+)
 from distributed_clr.storage.verify import VerifyLevel
 
 log = logging.getLogger(__name__)
@@ -70,9 +77,10 @@ DATA_COLUMNS: dict[str, tuple[str, ...]] = {
     CONSTITUENTS: ("pt", "eta", "phi"),
 }
 """Columns of the prepared data each data-backed feature set reads."""
-BATCH_ROWS = 65_536
 
 IntArray = npt.NDArray[np.int64]
+THREADED_COPY_BYTES = 1 << 24
+"""Below this many bytes, concatenating on threads costs more than it saves."""
 
 
 @dataclass
@@ -174,8 +182,40 @@ class EvaluationInputs:
 # reading
 
 
-def _concat(parts: list[npt.NDArray[Any]], empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    return np.concatenate(parts) if parts else empty
+def _concat(
+    parts: list[npt.NDArray[Any]], empty: npt.NDArray[Any], dtype: npt.DTypeLike | None = None
+) -> npt.NDArray[Any]:
+    """``np.concatenate(parts)`` as ``dtype`` (default the parts'); parts of a large result are
+    copied into place on threads (copies of large arrays release the GIL)."""
+    if not parts:
+        return empty.astype(dtype) if dtype is not None else empty
+    kind = np.dtype(dtype) if dtype is not None else parts[0].dtype
+    if sum(part.nbytes for part in parts) < THREADED_COPY_BYTES:
+        return np.concatenate(parts).astype(kind, copy=False)
+    ends = np.cumsum([len(part) for part in parts])
+    out = np.empty((int(ends[-1]), *parts[0].shape[1:]), kind)
+
+    def place(index: int) -> None:
+        np.copyto(out[ends[index] - len(parts[index]) : ends[index]], parts[index], "unsafe")
+
+    thread_map(place, range(len(parts)))
+    return out
+
+
+def _take(matrix: npt.NDArray[Any], rows: IntArray) -> npt.NDArray[Any]:
+    """``matrix[rows]``: ``matrix`` itself where ``rows`` is every row in order (embeddings
+    keep the order of the data they were made from), else gathered in slices on threads."""
+    if len(rows) == len(matrix) and bool(np.array_equal(rows, np.arange(len(rows)))):
+        return matrix
+    out = np.empty((len(rows), *matrix.shape[1:]), matrix.dtype)
+    bounds = np.linspace(0, len(rows), usable_cpus() + 1).astype(np.int64)
+
+    def gather(index: int) -> None:
+        begin, end = bounds[index], bounds[index + 1]
+        np.take(matrix, rows[begin:end], axis=0, out=out[begin:end])
+
+    thread_map(gather, range(len(bounds) - 1))
+    return out
 
 
 def _check_splits(
@@ -206,39 +246,50 @@ def _read_embeddings(
     manifest = require_complete(directory, "embedding")
     _check_splits(manifest.summary.get("splits", {}), splits, directory, "the embedding dataset")
     kind = _embedding_kind([directory / s.file for s in manifest.shards])
-    keys = (*KEY_COLUMNS, KIND_COLUMNS[kind])
-    columns = [*keys, *(["embedding"] if with_latent else [])]
-    parts: dict[str, list[npt.NDArray[Any]]] = {name: [] for name in keys}
-    datasets: list[pa.ChunkedArray] = []
-    latent_parts: list[npt.NDArray[np.float32]] = []
-    for table in iter_tables(
-        directory, "embedding", splits=splits, columns=columns, batch_rows=BATCH_ROWS, verify=verify
-    ):
-        for name in keys:
-            if name != "dataset":
-                parts[name].append(column_to_numpy(table.column(name)))
-        datasets.append(table.column("dataset"))
+    keys = [name for name in (*KEY_COLUMNS, KIND_COLUMNS[kind]) if name != "dataset"]
+
+    def convert(table: pa.Table) -> _Shard:
+        arrays = {name: column_to_numpy(table.column(name)) for name in keys}
         if with_latent:
-            latent_parts.append(feature_matrix(table, "latent"))
+            arrays["latent"] = feature_matrix(table, "latent")
+        return _Shard(table.column("dataset"), arrays)
+
+    shards = map_shards(
+        directory,
+        "embedding",
+        convert,
+        splits=splits,
+        columns=["dataset", *keys, *(["embedding"] if with_latent else [])],
+        verify=verify,
+    )
+    parts = {name: [s.arrays[name] for s in shards] for name in shards[0].arrays} if shards else {}
     arrays: dict[str, npt.NDArray[Any]] = {
-        "event_id": _concat(parts["event_id"], np.zeros(0, np.int64)).astype(np.int64),
-        "label": _concat(parts["label"], np.zeros(0, np.int8)).astype(np.int8),
-        "process": _concat(parts["process"], np.zeros(0, object)).astype(object),
-        "split": _concat(parts["split"], np.zeros(0, str)).astype(str),
-        "fold": _concat(parts["fold"], np.zeros(0, np.int8)).astype(np.int8),
+        "event_id": _concat(parts.get("event_id", []), np.zeros(0, np.int64), np.int64),
+        "label": _concat(parts.get("label", []), np.zeros(0, np.int8), np.int8),
+        "process": _concat(parts.get("process", []), np.zeros(0, object), object),
+        "split": _concat(parts.get("split", []), np.zeros(0, object), object).astype(str),
+        "fold": _concat(parts.get("fold", []), np.zeros(0, np.int8), np.int8),
     }
     rows = len(arrays["event_id"])
     if kind == "dijet":
-        arrays["mjj"] = _concat(parts["mjj"], np.zeros(0)).astype(np.float64)
+        arrays["mjj"] = _concat(parts.get("mjj", []), np.zeros(0), np.float64)
         arrays["process_id"] = np.full(rows, -1, np.int16)
     else:
         arrays["mjj"] = np.full(rows, np.nan)
-        arrays["process_id"] = _concat(parts["process_id"], np.zeros(0, np.int16)).astype(np.int16)
+        arrays["process_id"] = _concat(parts.get("process_id", []), np.zeros(0, np.int16), np.int16)
     if not rows:
         raise DatasetError(f"the embedding dataset {directory} has no events to evaluate")
-    dataset = pa.chunked_array([c for d in datasets for c in d.chunks], pa.string())
-    latent = _concat(latent_parts, np.zeros((0, 1), np.float32)) if with_latent else None
+    dataset = pa.chunked_array([c for s in shards for c in s.dataset.chunks], pa.string())
+    latent = _concat(parts["latent"], np.zeros((0, 1), np.float32)) if with_latent else None
     return arrays, dataset, latent, kind
+
+
+@dataclass
+class _Shard:
+    """What one shard contributes: its dataset-name column and its arrays by name."""
+
+    dataset: pa.ChunkedArray
+    arrays: dict[str, npt.NDArray[Any]]
 
 
 def _read_data(
@@ -254,38 +305,31 @@ def _read_data(
         raise DatasetError(f"{err} (the embeddings were made from '{kind}' events)") from None
     _check_splits(manifest.summary.get("splits", {}), splits, directory, "the event dataset")
     groups = 2 if kind == "dijet" else 1
-    keys = (*DATA_KEYS, *(["mjj"] if kind == "dijet" else []))
-    columns = list(dict.fromkeys([*keys, *(c for s in sets for c in DATA_COLUMNS[s])]))
-    ids: list[IntArray] = []
-    labels: list[npt.NDArray[Any]] = []
-    masses: list[npt.NDArray[Any]] = []
-    datasets: list[pa.ChunkedArray] = []
-    features: dict[str, list[npt.NDArray[np.float32]]] = {s: [] for s in sets}
-    for table in iter_tables(
-        directory, kind, splits=splits, columns=columns, batch_rows=BATCH_ROWS, verify=verify
-    ):
-        ids.append(column_to_numpy(table.column("event_id")))
-        labels.append(column_to_numpy(table.column("label")))
-        if kind == "dijet":
-            masses.append(column_to_numpy(table.column("mjj")))
-        datasets.append(table.column("dataset"))
+    keys = [
+        name for name in (*DATA_KEYS, *(["mjj"] if kind == "dijet" else [])) if name != "dataset"
+    ]
+    columns = list(dict.fromkeys(["dataset", *keys, *(c for s in sets for c in DATA_COLUMNS[s])]))
+
+    def convert(table: pa.Table) -> _Shard:
+        arrays = {name: column_to_numpy(table.column(name)) for name in keys}
         for name in sets:
             if name == CONSTITUENTS:
                 x, _ = constituents(table, groups=groups)
-                features[name].append(x.numpy())
+                arrays[name] = x.numpy()
             else:
-                features[name].append(feature_matrix(table, typing.cast("FeatureSet", name)))
+                arrays[name] = feature_matrix(table, typing.cast("FeatureSet", name))
+        return _Shard(table.column("dataset"), arrays)
+
+    shards = map_shards(directory, kind, convert, splits=splits, columns=columns, verify=verify)
+    parts = {name: [s.arrays[name] for s in shards] for name in (*keys, *sets)}
     arrays: dict[str, npt.NDArray[Any]] = {
-        "event_id": _concat(ids, np.zeros(0, np.int64)).astype(np.int64),
-        "label": _concat(labels, np.zeros(0, np.int8)).astype(np.int8),
+        "event_id": _concat(parts["event_id"], np.zeros(0, np.int64), np.int64),
+        "label": _concat(parts["label"], np.zeros(0, np.int8), np.int8),
     }
     if kind == "dijet":
-        arrays["mjj"] = _concat(masses, np.zeros(0)).astype(np.float64)
-    dataset = pa.chunked_array([c for d in datasets for c in d.chunks], pa.string())
-    matrices = {
-        name: np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
-        for name, parts in features.items()
-    }
+        arrays["mjj"] = _concat(parts["mjj"], np.zeros(0), np.float64)
+    dataset = pa.chunked_array([c for s in shards for c in s.dataset.chunks], pa.string())
+    matrices = {name: _concat(parts[name], np.zeros((0, 1), np.float32)) for name in sets}
     return arrays, dataset, matrices
 
 
@@ -467,7 +511,7 @@ def load_inputs(
         present = splits if splits is not None else sorted(np.unique(emb["split"]).tolist())
         dat, dat_dataset, matrices = _read_data(data, kind, present, data_sets, verify)
         rows, code, names = _join(embeddings, data, emb, emb_dataset, dat, dat_dataset)
-        features = {name: matrix[rows] for name, matrix in matrices.items()}
+        features = {name: _take(matrix, rows) for name, matrix in matrices.items()}
     if latent is not None:
         features["latent"] = latent
     inputs = EvaluationInputs(

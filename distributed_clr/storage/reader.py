@@ -8,9 +8,13 @@ Every stage that reads a dataset (pretraining, embedding, evaluation) comes thro
 * ``ray_dataset`` gives a Ray Dataset of the chosen splits and columns (training shards it over
   workers with ``get_dataset_shard``, embedding maps a model over it);
 * ``iter_tables`` streams the chosen splits and columns as Arrow tables of bounded size, without
-  Ray (evaluation, small tools).
+  Ray (small tools, sample counts);
+* ``map_shards`` reads the chosen splits and columns shard by shard on a pool of threads, one
+  per usable CPU, turning each shard into what its caller needs (evaluation's feature matrices)
+  as soon as it is read; Arrow's decoding and numpy's array work release the GIL, so the threads
+  keep every core busy without Ray.
 
-Both check that the requested columns exist before anything is read. ``constituents`` turns an
+All check that the requested columns exist before anything is read. ``constituents`` turns an
 Arrow batch of prepared dijets into tensors: the flat (B, 2N) pt/eta/phi columns become a
 (B, 2, N, 3) float32 tensor in (pT [GeV], eta, phi) order plus a (B, 2, N) boolean mask of real
 (non-padding) constituents. Fixed-size lists are reshaped without copying; Ray's numpy batch
@@ -20,12 +24,13 @@ is imported only by ``ray_dataset``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import torch
 
@@ -33,6 +38,7 @@ from distributed_clr.config.errors import ConfigError
 from distributed_clr.storage.formats import SPLITS
 from distributed_clr.storage.location import StoragePath, arrow_source, as_storage_path
 from distributed_clr.storage.manifest import DatasetError, require_complete
+from distributed_clr.storage.parallel import thread_map
 from distributed_clr.storage.verify import VerifyLevel, verify_shards
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
     "column_to_numpy",
     "constituents",
     "iter_tables",
+    "map_shards",
     "ray_dataset",
     "shard_paths",
 ]
@@ -49,6 +56,8 @@ CONSTITUENT_COLUMNS = ("pt", "eta", "phi")
 FEATURES = 3
 BATCH_ROWS = 65_536
 """Rows per Arrow table ``iter_tables`` yields (at most)."""
+
+T = TypeVar("T")
 
 
 def check_splits(splits: Sequence[str]) -> list[str]:
@@ -105,6 +114,26 @@ def ray_dataset(
     return ds
 
 
+def _scan(
+    directory: str | StoragePath,
+    kind: str,
+    splits: Sequence[str] | None,
+    columns: Sequence[str] | None,
+    verify: VerifyLevel,
+) -> tuple[pads.Dataset, list[str] | None, pads.Expression | None]:
+    """The Arrow dataset of a ``kind`` dataset's verified shards, the columns to read and the
+    split filter, the columns checked to exist."""
+    paths, filesystem = arrow_source(shard_paths(directory, kind, verify))
+    dataset = pads.dataset(paths, format="parquet", filesystem=filesystem)
+    chosen = None if splits is None else check_splits(splits)
+    if columns is not None or chosen is not None:
+        wanted = [*(columns or []), *(["split"] if chosen is not None else [])]
+        _check_columns(dataset.schema, wanted, f"{kind} dataset {directory}")
+    selected = None if columns is None else list(columns)
+    where = None if chosen is None else pads.field("split").isin(chosen)
+    return dataset, selected, where
+
+
 def iter_tables(
     directory: str | StoragePath,
     kind: str,
@@ -117,20 +146,39 @@ def iter_tables(
     """Stream ``splits`` (default: all) of a ``kind`` dataset as Arrow tables of at most
     ``batch_rows`` rows, with only ``columns`` (default: all), its shards verified at level
     ``verify`` first; empty batches are skipped."""
-    paths, filesystem = arrow_source(shard_paths(directory, kind, verify))
-    dataset = pads.dataset(paths, format="parquet", filesystem=filesystem)
-    chosen = None if splits is None else check_splits(splits)
-    if columns is not None or chosen is not None:
-        wanted = [*(columns or []), *(["split"] if chosen is not None else [])]
-        _check_columns(dataset.schema, wanted, f"{kind} dataset {directory}")
-    scanner = dataset.scanner(
-        columns=None if columns is None else list(columns),
-        filter=None if chosen is None else pads.field("split").isin(chosen),
-        batch_size=batch_rows,
-    )
+    dataset, selected, where = _scan(directory, kind, splits, columns, verify)
+    scanner = dataset.scanner(columns=selected, filter=where, batch_size=batch_rows)
     for batch in scanner.to_batches():
         if batch.num_rows:
             yield pa.Table.from_batches([batch])
+
+
+def map_shards(
+    directory: str | StoragePath,
+    kind: str,
+    convert: Callable[[pa.Table], T],
+    *,
+    splits: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+    verify: VerifyLevel = "sha256",
+    threads: int | None = None,
+) -> list[T]:
+    """``convert`` of every shard of a ``kind`` dataset, in shard order: each shard's rows of
+    ``splits`` (default: all), with only ``columns`` (default: all), read as one Arrow table on
+    one of ``threads`` threads (default: one per usable CPU) and converted there. Shards with
+    no rows in ``splits`` are skipped. The shards are verified at level ``verify`` first.
+
+    Memory holds the results plus one shard's Arrow columns per thread; the first error a
+    shard raises is raised here, after the shards under way have finished.
+    """
+    dataset, selected, where = _scan(directory, kind, splits, columns, verify)
+
+    def one(fragment: pads.Fragment) -> list[T]:
+        table = fragment.to_table(columns=selected, filter=where, use_threads=False)
+        return [convert(table)] if table.num_rows else []
+
+    shards = thread_map(one, list(dataset.get_fragments()), threads)
+    return [result for results in shards for result in results]
 
 
 def column_to_numpy(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any]:
@@ -140,6 +188,14 @@ def column_to_numpy(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any]:
         width = array.type.list_size
         values: npt.NDArray[Any] = array.flatten().to_numpy(zero_copy_only=False)
         return values.reshape(len(array), width)
+    if pa.types.is_string(array.type) and not array.null_count:
+        # A handful of distinct names (process, split, dataset): each made into a Python
+        # string once rather than once per row, which holds the GIL far less.
+        encoded = pc.dictionary_encode(array)
+        names = np.empty(len(encoded.dictionary), dtype=object)
+        names[:] = encoded.dictionary.to_pylist()
+        strings: npt.NDArray[Any] = names[encoded.indices.to_numpy()]
+        return strings
     return np.asarray(array.to_numpy(zero_copy_only=False))
 
 

@@ -19,7 +19,14 @@ import pyarrow as pa
 
 from distributed_clr.storage.files import sha256_file
 from distributed_clr.storage.location import StoragePath, as_storage_path, parquet_file
-from distributed_clr.storage.manifest import MANIFEST, DatasetError, Manifest, read_manifest
+from distributed_clr.storage.manifest import (
+    MANIFEST,
+    DatasetError,
+    Manifest,
+    ShardRecord,
+    read_manifest,
+)
+from distributed_clr.storage.parallel import thread_map
 
 log = logging.getLogger(__name__)
 
@@ -41,29 +48,33 @@ def _sha256(path: StoragePath) -> str:
 def problems(
     directory: str | StoragePath, manifest: Manifest, level: VerifyLevel = "sha256"
 ) -> Iterator[str]:
-    """One message per shard that does not match the manifest."""
+    """One message per shard that does not match the manifest, in shard order. Shards are
+    checked on a thread per usable CPU (hashing and reading release the GIL)."""
     directory = as_storage_path(directory)
     where = f"(listed in {directory / MANIFEST})"
-    for shard in sorted(manifest.shards, key=lambda s: s.file):
+
+    def check(shard: ShardRecord) -> str | None:
         path = directory / shard.file
         if not path.is_file():
-            yield f"shard {path} is missing {where}"
-            continue
+            return f"shard {path} is missing {where}"
         try:
             rows = parquet_file(path).metadata.num_rows
         except (OSError, pa.ArrowException) as err:
-            yield f"shard {path} is not a readable Parquet file ({err})"
-            continue
+            return f"shard {path} is not a readable Parquet file ({err})"
         if rows != shard.rows:
-            yield f"shard {path} has {rows} rows; the manifest records {shard.rows}"
-            continue
+            return f"shard {path} has {rows} rows; the manifest records {shard.rows}"
         if level == "sha256":
             digest = _sha256(path)
             if digest != shard.sha256:
-                yield (
+                return (
                     f"shard {path} has sha256 {digest[:16]}...; the manifest records "
                     f"{shard.sha256[:16]}... (the file changed after it was written)"
                 )
+        return None
+
+    for message in thread_map(check, sorted(manifest.shards, key=lambda s: s.file)):
+        if message is not None:
+            yield message
 
 
 def verify_shards(

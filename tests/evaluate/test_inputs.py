@@ -260,3 +260,37 @@ def test_match_keys_by_dataset_and_event_id() -> None:
     rows, found = match_keys(left_code, left_id, right_code, right_id, order)
     assert found.tolist() == [True, True, True, False]
     assert rows[:3].tolist() == [2, 0, 1]
+
+
+@pytest.mark.ray
+def test_reading_on_threads_gives_what_one_thread_gives(
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shards read and matrices assembled on several threads equal a one-thread read, in order."""
+    import distributed_clr.evaluate.inputs as inputs_module
+    import distributed_clr.storage.parallel as parallel
+
+    embeddings = write_embeddings(prepared, tmp_path / "emb", shards=3)
+    sets = ["latent", "event", "highlevel", "constituents"]
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 1)
+    monkeypatch.setattr(inputs_module, "usable_cpus", lambda: 1)
+    one = load_inputs(embeddings, prepared, sets)
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 3)
+    monkeypatch.setattr(inputs_module, "usable_cpus", lambda: 3)
+    monkeypatch.setattr(inputs_module, "THREADED_COPY_BYTES", 0)  # every copy on threads
+    many = load_inputs(embeddings, prepared, sets)
+    for name in ("event_id", "dataset_code", "label", "process", "split", "fold", "mjj"):
+        np.testing.assert_array_equal(getattr(many, name), getattr(one, name))
+    for name in sets:
+        np.testing.assert_array_equal(many.features[name], one.features[name])
+    assert many.process.dtype == object and isinstance(many.process[0], str)
+
+
+def test_take_returns_rows_in_order_without_a_copy_when_nothing_moves() -> None:
+    from distributed_clr.evaluate.inputs import _take
+
+    matrix = np.arange(40, dtype=np.float32).reshape(10, 4)
+    assert _take(matrix, np.arange(10)) is matrix
+    rows = np.array([3, 1, 1, 9, 0, 2, 8], dtype=np.int64)
+    np.testing.assert_array_equal(_take(matrix, rows), matrix[rows])
+    np.testing.assert_array_equal(_take(matrix, np.arange(5)), matrix[:5])
