@@ -283,7 +283,8 @@ def test_reading_on_threads_gives_what_one_thread_gives(
         np.testing.assert_array_equal(getattr(many, name), getattr(one, name))
     for name in sets:
         np.testing.assert_array_equal(many.features[name], one.features[name])
-    assert many.process.dtype == object and isinstance(many.process[0], str)
+    assert many.process.dtype == object
+    assert isinstance(many.process[0], str)
 
 
 def test_take_returns_rows_in_order_without_a_copy_when_nothing_moves() -> None:
