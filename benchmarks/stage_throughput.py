@@ -6,7 +6,12 @@ core in this process. Measured for
 
 * ``dclr prepare``: raw Pythia events -> dijets (``data.dijets.select_dijets`` in-process);
 * ``dclr embed``: prepared dijets -> embeddings with an untrained encoder of the ``--preset``
-  (``embed.Embedder`` in-process, one torch thread).
+  (``embed.Embedder`` in-process, one torch thread);
+* evaluation inputs: ``evaluate.inputs.load_inputs`` of those embeddings joined to the prepared
+  dijets with the feature sets ``dclr evaluate classify`` reads (latent, event, highlevel),
+  checksums included, as the first thing an ``evaluate`` command does. It runs inside that
+  command rather than as one of its own, so it is timed in a fresh Python process per run
+  (median of three, the files in the page cache), once on every CPU and once pinned to one.
 
 The raw input is ``--events`` generated events (half QCD, half W'), repeated ``--copies`` times
 with new event ids (the rate does not depend on which events they are), written as one raw
@@ -76,6 +81,30 @@ def embed_rate(prepared: Path, checkpoint: Path) -> float:
     return table.num_rows / (time.perf_counter() - start)
 
 
+INPUT_SETS = "latent,event,highlevel"
+LOAD_INPUTS = """
+import sys, time
+from distributed_clr.evaluate.inputs import load_inputs
+start = time.perf_counter()
+inputs = load_inputs(sys.argv[1], sys.argv[2], sys.argv[3].split(","))
+print(len(inputs), time.perf_counter() - start)
+"""
+
+
+def inputs_time(embeddings: Path, data: Path, one_cpu: bool) -> tuple[int, float]:
+    """(events, seconds) of ``load_inputs`` in a fresh process, the median of three runs, on
+    every CPU of this process or pinned to the first."""
+    first = min(os.sched_getaffinity(0))
+    pin = (lambda: os.sched_setaffinity(0, {first})) if one_cpu else None
+    command = [sys.executable, "-c", LOAD_INPUTS, str(embeddings), str(data), INPUT_SETS]
+    runs = []
+    for _ in range(3):
+        done = subprocess.run(command, capture_output=True, text=True, check=True, preexec_fn=pin)
+        events, seconds = done.stdout.split()[-2:]
+        runs.append((int(events), float(seconds)))
+    return sorted(runs, key=lambda run: run[1])[1]
+
+
 def timed(command: list[str]) -> float:
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -85,13 +114,16 @@ def timed(command: list[str]) -> float:
     return elapsed
 
 
-def figures(events: int, wall: float, one_core: float, cores: int) -> dict[str, float]:
-    """A stage's command-line rate against ``cores`` x its in-process rate on one core."""
+def figures(
+    events: int, wall: float, one_core: float, cores: int, timed_as: str = "command"
+) -> dict[str, float]:
+    """A stage's rate, timed as ``timed_as``, against ``cores`` x its in-process rate on one
+    core."""
     return {
         "events": events,
         "in_process_events_per_s_one_core": round(one_core),
-        "command_wall_s": round(wall, 1),
-        "command_events_per_s": round(events / wall),
+        f"{timed_as}_wall_s": round(wall, 2),
+        f"{timed_as}_events_per_s": round(events / wall),
         "over_cores_x_in_process": round(events / wall / (cores * one_core), 3),
     }
 
@@ -136,6 +168,11 @@ def main() -> None:
              *sets]
         )  # fmt: skip
         result["embed"] = figures(prepared_events, wall, one_core, cores)
+        embeddings, data = work / "embeddings", work / "prepared"
+        inputs_time(embeddings, data, one_cpu=False)  # the files into the page cache
+        loaded, one = inputs_time(embeddings, data, one_cpu=True)
+        _, every = inputs_time(embeddings, data, one_cpu=False)
+        result["evaluation_inputs"] = figures(loaded, every, loaded / one, cores, "stage")
         start = time.perf_counter()
         subprocess.run([DCLR, "--help"], capture_output=True, check=True)
         result["cli_start_s"] = round(time.perf_counter() - start, 1)

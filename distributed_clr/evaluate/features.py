@@ -77,7 +77,10 @@ def event_space(table: TableLike) -> Float32Array:
         raise ValueError(
             f"pt, eta, phi must have one shape, got {pt.shape}, {eta.shape}, {phi.shape}"
         )
-    stacked = np.stack([pt / GEV_PER_TEV, eta, phi], axis=-1).astype(np.float32)  # (B, 2N, 3)
+    stacked = np.empty((*pt.shape, 3), np.float32)  # (B, 2N, 3), filled in place
+    np.divide(pt, GEV_PER_TEV, out=stacked[..., 0])
+    stacked[..., 1] = eta
+    stacked[..., 2] = phi
     return stacked.reshape(len(pt), -1)
 
 
