@@ -95,13 +95,14 @@ def test_map_shards_reads_what_the_stream_reads(tmp_path: Path) -> None:
     manifest.complete = True
     manifest.write(tmp_path)
 
-    def xs(table: pa.Table) -> list[int]:
-        return list(table.column("x").to_pylist())
+    def xs(index: int, table: pa.Table) -> list[int]:
+        return [index, *table.column("x").to_pylist()]
 
     got = map_shards(tmp_path, "raw", xs, splits=["train", "val"], columns=["x"], threads=3)
-    assert got == [[0, 1], [20, 21]]  # shard 1 holds only test events
-    streamed = [x for t in iter_tables(tmp_path, "raw", splits=["train", "val"]) for x in xs(t)]
-    assert [x for part in got for x in part] == streamed
+    assert got == [[0, 0, 1], [2, 20, 21]]  # shard 1 holds only test events
+    tables = iter_tables(tmp_path, "raw", splits=["train", "val"])
+    streamed = [x for table in tables for x in table.column("x").to_pylist()]
+    assert [x for part in got for x in part[1:]] == streamed
     with pytest.raises(DatasetError, match="lacks column"):
         map_shards(tmp_path, "raw", xs, columns=["nope"])
 

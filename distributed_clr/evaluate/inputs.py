@@ -4,14 +4,14 @@
 ``storage.reader.map_shards`` (only the columns needed, only the splits asked for, one shard
 per thread and a thread per CPU) and, where a feature set needs the prepared events ('event',
 'highlevel', or the raw 'constituents' of the Trans+BC baseline), the same splits of the
-prepared dataset, turning each shard into its feature matrices at once so that no constituent
-column is held as Arrow beyond its shard; the per-shard matrices are then copied into place on
-threads too. The two are joined
-on the event key (dataset, event_id) with sorting and ``searchsorted`` per dataset (no
-per-event Python loop), and the join is checked both ways: every embedded event must be in the
-data and every event of those splits in the data must be embedded, with equal ``label`` and
-``mjj``; anything else means the embeddings were made from other data, and is an error naming
-an example event.
+prepared dataset. Each shard becomes its feature matrices on the thread that read it, written
+straight into arrays allocated once at their full size (the rows of each shard are counted
+first), so no constituent column is held as Arrow beyond its shard and nothing is copied
+twice. The two are joined on the event key (dataset, event_id) with sorting and
+``searchsorted`` per dataset (no per-event Python loop), and the join is checked both ways:
+every embedded event must be in the data and every event of those splits in the data must be
+embedded, with equal ``label`` and ``mjj``; anything else means the embeddings were made from
+other data, and is an error naming an example event.
 
 ``labelled(inputs, split, purpose)`` is the gate of supervised use (classifier tests, the
 idealised CWoLa scan): events with label -1 (unknown, e.g. a black box) are left out with a
@@ -25,6 +25,7 @@ for Trans+BC.
 from __future__ import annotations
 
 import logging
+import threading
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -63,6 +64,15 @@ INPUT_SETS = ("latent", "event", "event_frame", "highlevel", CONSTITUENTS)
 """Every feature set ``load_inputs`` can return."""
 KEY_COLUMNS = ("dataset", "event_id", "label", "process", "split", "fold")
 """Per-event columns read from the embeddings (the first two are the join key)."""
+KEY_DTYPES: dict[str, Any] = {
+    "event_id": np.int64,
+    "label": np.int8,
+    "process": object,
+    "split": object,
+    "fold": np.int8,
+}
+"""The arrays the key columns besides ``dataset`` become."""
+KIND_DTYPES: dict[str, Any] = {"mjj": np.float64, "process_id": np.int16}
 KIND_COLUMNS = {"dijet": "mjj", "objects": "process_id"}
 """The per-event column each kind of embedding adds to ``KEY_COLUMNS`` (``mjj`` is NaN for
 object-level events, ``process_id`` -1 for dijets)."""
@@ -79,8 +89,6 @@ DATA_COLUMNS: dict[str, tuple[str, ...]] = {
 """Columns of the prepared data each data-backed feature set reads."""
 
 IntArray = npt.NDArray[np.int64]
-THREADED_COPY_BYTES = 1 << 24
-"""Below this many bytes, concatenating on threads costs more than it saves."""
 
 
 @dataclass
@@ -182,24 +190,74 @@ class EvaluationInputs:
 # reading
 
 
-def _concat(
-    parts: list[npt.NDArray[Any]], empty: npt.NDArray[Any], dtype: npt.DTypeLike | None = None
-) -> npt.NDArray[Any]:
-    """``np.concatenate(parts)`` as ``dtype`` (default the parts'); parts of a large result are
-    copied into place on threads (copies of large arrays release the GIL)."""
-    if not parts:
-        return empty.astype(dtype) if dtype is not None else empty
-    kind = np.dtype(dtype) if dtype is not None else parts[0].dtype
-    if sum(part.nbytes for part in parts) < THREADED_COPY_BYTES:
-        return np.concatenate(parts).astype(kind, copy=False)
-    ends = np.cumsum([len(part) for part in parts])
-    out = np.empty((int(ends[-1]), *parts[0].shape[1:]), kind)
+class _Filler:
+    """Arrays of every shard's rows, each shard written at its own offset as soon as it is
+    converted (on the reading thread): one allocation per array, no per-shard copies to join."""
 
-    def place(index: int) -> None:
-        np.copyto(out[ends[index] - len(parts[index]) : ends[index]], parts[index], "unsafe")
+    def __init__(self, what: StoragePath, rows: Sequence[int]) -> None:
+        self.what = what
+        self.offsets = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)])
+        self.arrays: dict[str, npt.NDArray[Any]] = {}
+        self._lock = threading.Lock()
 
-    thread_map(place, range(len(parts)))
-    return out
+    def put(self, shard: int, name: str, values: npt.NDArray[Any], dtype: Any = None) -> None:
+        """Write ``values`` (shard ``shard``'s rows of array ``name``) into place."""
+        begin, end = int(self.offsets[shard]), int(self.offsets[shard + 1])
+        if len(values) != end - begin:
+            raise DatasetError(
+                f"a shard of {self.what} gave {len(values)} rows, {end - begin} a moment "
+                "before: the dataset is being changed while it is read"
+            )
+        target = self.arrays.get(name)
+        if target is None:
+            with self._lock:
+                target = self.arrays.get(name)
+                if target is None:
+                    shape = (int(self.offsets[-1]), *values.shape[1:])
+                    target = np.empty(shape, dtype if dtype is not None else values.dtype)
+                    self.arrays[name] = target
+        target[begin:end] = values
+
+    def get(self, name: str, empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """The filled array ``name`` (``empty`` where no shard had rows)."""
+        return self.arrays.get(name, empty)
+
+
+def _read_shards(
+    directory: StoragePath,
+    kind: str,
+    convert: typing.Callable[[pa.Table], dict[str, tuple[npt.NDArray[Any], Any]]],
+    *,
+    splits: Sequence[str] | None,
+    columns: Sequence[str],
+    verify: VerifyLevel,
+) -> tuple[_Filler, pa.ChunkedArray]:
+    """The arrays ``convert`` makes of each shard's rows of ``splits`` (name -> (values,
+    dtype)), every shard's written into place on the thread that read it, and the events'
+    dataset names. The rows each shard holds in ``splits`` are counted first (from its split
+    column), so that each array is allocated once, at its full size."""
+    counts = map_shards(
+        directory,
+        kind,
+        lambda index, table: (index, table.num_rows),
+        splits=splits,
+        columns=["split"],
+        verify=verify,
+    )
+    rows = np.zeros(len(require_complete(directory, kind).shards), np.int64)
+    for index, count in counts:
+        rows[index] = count
+    filler = _Filler(directory, rows.tolist())
+
+    def fill(index: int, table: pa.Table) -> pa.ChunkedArray:
+        for name, (values, dtype) in convert(table).items():
+            filler.put(index, name, values, dtype)
+        return table.column("dataset")
+
+    names = map_shards(
+        directory, kind, fill, splits=splits, columns=["dataset", *columns], verify=verify
+    )
+    return filler, pa.chunked_array([c for column in names for c in column.chunks], pa.string())
 
 
 def _take(matrix: npt.NDArray[Any], rows: IntArray) -> npt.NDArray[Any]:
@@ -246,50 +304,29 @@ def _read_embeddings(
     manifest = require_complete(directory, "embedding")
     _check_splits(manifest.summary.get("splits", {}), splits, directory, "the embedding dataset")
     kind = _embedding_kind([directory / s.file for s in manifest.shards])
-    keys = [name for name in (*KEY_COLUMNS, KIND_COLUMNS[kind]) if name != "dataset"]
+    keys = {**KEY_DTYPES, KIND_COLUMNS[kind]: KIND_DTYPES[KIND_COLUMNS[kind]]}
 
-    def convert(table: pa.Table) -> _Shard:
-        arrays = {name: column_to_numpy(table.column(name)) for name in keys}
+    def convert(table: pa.Table) -> dict[str, tuple[npt.NDArray[Any], Any]]:
+        arrays = {name: (column_to_numpy(table.column(name)), keys[name]) for name in keys}
         if with_latent:
-            arrays["latent"] = feature_matrix(table, "latent")
-        return _Shard(table.column("dataset"), arrays)
+            arrays["latent"] = (feature_matrix(table, "latent"), np.float32)
+        return arrays
 
-    shards = map_shards(
-        directory,
-        "embedding",
-        convert,
-        splits=splits,
-        columns=["dataset", *keys, *(["embedding"] if with_latent else [])],
-        verify=verify,
+    columns = [*keys, *(["embedding"] if with_latent else [])]
+    filled, dataset = _read_shards(
+        directory, "embedding", convert, splits=splits, columns=columns, verify=verify
     )
-    parts = {name: [s.arrays[name] for s in shards] for name in shards[0].arrays} if shards else {}
-    arrays: dict[str, npt.NDArray[Any]] = {
-        "event_id": _concat(parts.get("event_id", []), np.zeros(0, np.int64), np.int64),
-        "label": _concat(parts.get("label", []), np.zeros(0, np.int8), np.int8),
-        "process": _concat(parts.get("process", []), np.zeros(0, object), object),
-        "split": _concat(parts.get("split", []), np.zeros(0, object), object).astype(str),
-        "fold": _concat(parts.get("fold", []), np.zeros(0, np.int8), np.int8),
-    }
+    arrays = {name: filled.get(name, np.zeros(0, dtype)) for name, dtype in keys.items()}
+    arrays["split"] = arrays["split"].astype(str)
     rows = len(arrays["event_id"])
     if kind == "dijet":
-        arrays["mjj"] = _concat(parts.get("mjj", []), np.zeros(0), np.float64)
         arrays["process_id"] = np.full(rows, -1, np.int16)
     else:
         arrays["mjj"] = np.full(rows, np.nan)
-        arrays["process_id"] = _concat(parts.get("process_id", []), np.zeros(0, np.int16), np.int16)
     if not rows:
         raise DatasetError(f"the embedding dataset {directory} has no events to evaluate")
-    dataset = pa.chunked_array([c for s in shards for c in s.dataset.chunks], pa.string())
-    latent = _concat(parts["latent"], np.zeros((0, 1), np.float32)) if with_latent else None
+    latent = filled.get("latent", np.zeros((0, 1), np.float32)) if with_latent else None
     return arrays, dataset, latent, kind
-
-
-@dataclass
-class _Shard:
-    """What one shard contributes: its dataset-name column and its arrays by name."""
-
-    dataset: pa.ChunkedArray
-    arrays: dict[str, npt.NDArray[Any]]
 
 
 def _read_data(
@@ -305,31 +342,28 @@ def _read_data(
         raise DatasetError(f"{err} (the embeddings were made from '{kind}' events)") from None
     _check_splits(manifest.summary.get("splits", {}), splits, directory, "the event dataset")
     groups = 2 if kind == "dijet" else 1
-    keys = [
-        name for name in (*DATA_KEYS, *(["mjj"] if kind == "dijet" else [])) if name != "dataset"
-    ]
-    columns = list(dict.fromkeys(["dataset", *keys, *(c for s in sets for c in DATA_COLUMNS[s])]))
+    keys = {
+        "event_id": np.int64,
+        "label": np.int8,
+        **({"mjj": np.float64} if kind == "dijet" else {}),
+    }
+    columns = list(dict.fromkeys([*keys, *(c for s in sets for c in DATA_COLUMNS[s])]))
 
-    def convert(table: pa.Table) -> _Shard:
-        arrays = {name: column_to_numpy(table.column(name)) for name in keys}
+    def convert(table: pa.Table) -> dict[str, tuple[npt.NDArray[Any], Any]]:
+        arrays = {name: (column_to_numpy(table.column(name)), keys[name]) for name in keys}
         for name in sets:
             if name == CONSTITUENTS:
-                x, _ = constituents(table, groups=groups)
-                arrays[name] = x.numpy()
+                arrays[name] = (constituents(table, groups=groups)[0].numpy(), np.float32)
             else:
-                arrays[name] = feature_matrix(table, typing.cast("FeatureSet", name))
-        return _Shard(table.column("dataset"), arrays)
+                matrix = feature_matrix(table, typing.cast("FeatureSet", name))
+                arrays[name] = (matrix, np.float32)
+        return arrays
 
-    shards = map_shards(directory, kind, convert, splits=splits, columns=columns, verify=verify)
-    parts = {name: [s.arrays[name] for s in shards] for name in (*keys, *sets)}
-    arrays: dict[str, npt.NDArray[Any]] = {
-        "event_id": _concat(parts["event_id"], np.zeros(0, np.int64), np.int64),
-        "label": _concat(parts["label"], np.zeros(0, np.int8), np.int8),
-    }
-    if kind == "dijet":
-        arrays["mjj"] = _concat(parts["mjj"], np.zeros(0), np.float64)
-    dataset = pa.chunked_array([c for s in shards for c in s.dataset.chunks], pa.string())
-    matrices = {name: _concat(parts[name], np.zeros((0, 1), np.float32)) for name in sets}
+    filled, dataset = _read_shards(
+        directory, kind, convert, splits=splits, columns=columns, verify=verify
+    )
+    arrays = {name: filled.get(name, np.zeros(0, dtype)) for name, dtype in keys.items()}
+    matrices = {name: filled.get(name, np.zeros((0, 1), np.float32)) for name in sets}
     return arrays, dataset, matrices
 
 

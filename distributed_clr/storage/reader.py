@@ -156,28 +156,29 @@ def iter_tables(
 def map_shards(
     directory: str | StoragePath,
     kind: str,
-    convert: Callable[[pa.Table], T],
+    convert: Callable[[int, pa.Table], T],
     *,
     splits: Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
     verify: VerifyLevel = "sha256",
     threads: int | None = None,
 ) -> list[T]:
-    """``convert`` of every shard of a ``kind`` dataset, in shard order: each shard's rows of
-    ``splits`` (default: all), with only ``columns`` (default: all), read as one Arrow table on
-    one of ``threads`` threads (default: one per usable CPU) and converted there. Shards with
-    no rows in ``splits`` are skipped. The shards are verified at level ``verify`` first.
+    """``convert(index, table)`` of every shard of a ``kind`` dataset, in shard order: each
+    shard's rows of ``splits`` (default: all), with only ``columns`` (default: all), read as one
+    Arrow table on one of ``threads`` threads (default: one per usable CPU) and converted there;
+    ``index`` is the shard's position among all the dataset's shards. Shards with no rows in
+    ``splits`` are skipped. The shards are verified at level ``verify`` first.
 
     Memory holds the results plus one shard's Arrow columns per thread; the first error a
     shard raises is raised here, after the shards under way have finished.
     """
     dataset, selected, where = _scan(directory, kind, splits, columns, verify)
 
-    def one(fragment: pads.Fragment) -> list[T]:
-        table = fragment.to_table(columns=selected, filter=where, use_threads=False)
-        return [convert(table)] if table.num_rows else []
+    def one(shard: tuple[int, pads.Fragment]) -> list[T]:
+        table = shard[1].to_table(columns=selected, filter=where, use_threads=False)
+        return [convert(shard[0], table)] if table.num_rows else []
 
-    shards = thread_map(one, list(dataset.get_fragments()), threads)
+    shards = thread_map(one, list(enumerate(dataset.get_fragments())), threads)
     return [result for results in shards for result in results]
 
 

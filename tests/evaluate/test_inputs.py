@@ -277,7 +277,6 @@ def test_reading_on_threads_gives_what_one_thread_gives(
     one = load_inputs(embeddings, prepared, sets)
     monkeypatch.setattr(parallel, "usable_cpus", lambda: 3)
     monkeypatch.setattr(inputs_module, "usable_cpus", lambda: 3)
-    monkeypatch.setattr(inputs_module, "THREADED_COPY_BYTES", 0)  # every copy on threads
     many = load_inputs(embeddings, prepared, sets)
     for name in ("event_id", "dataset_code", "label", "process", "split", "fold", "mjj"):
         np.testing.assert_array_equal(getattr(many, name), getattr(one, name))
