@@ -16,7 +16,8 @@ core in this process. Measured for
 The raw input is ``--events`` generated events (half QCD, half W'), repeated ``--copies`` times
 with new event ids (the rate does not depend on which events they are), written as one raw
 shard per copy. The wall-clock includes starting Python and a local Ray session; the stage's
-own time (from its first task to its last, as the command logs it) is reported next to it.
+own work (from submitting its first task to its last result, as the command logs it) is
+reported next to it, and the difference as the fixed cost.
 
 Run: .venv/bin/python benchmarks/stage_throughput.py [--events 2000] [--copies 24]
      [--cache /tmp/bench_events.parquet]
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -105,27 +107,46 @@ def inputs_time(embeddings: Path, data: Path, one_cpu: bool) -> tuple[int, float
     return sorted(runs, key=lambda run: run[1])[1]
 
 
-def timed(command: list[str]) -> float:
+WORK_LINE = re.compile(r"(\w+): (\d+) events in \d+ pieces on (\d+) workers in ([\d.]+) s of work")
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """(wall-clock seconds of ``command``, seconds of its stage's distributed work as the
+    stage logs it: from submitting the first task to receiving the last result)."""
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if result.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    return elapsed
+    found = WORK_LINE.search(result.stderr)
+    if found is None:
+        raise RuntimeError(f"{' '.join(command)} logged no work time:\n{result.stderr[-3000:]}")
+    return elapsed, float(found.group(4))
 
 
 def figures(
-    events: int, wall: float, one_core: float, cores: int, timed_as: str = "command"
+    events: int,
+    wall: float,
+    one_core: float,
+    cores: int,
+    timed_as: str = "command",
+    work: float | None = None,
 ) -> dict[str, float]:
     """A stage's rate, timed as ``timed_as``, against ``cores`` x its in-process rate on one
-    core."""
-    return {
+    core; with ``work``, also the rate of its distributed part alone."""
+    ideal = cores * one_core
+    found: dict[str, float] = {
         "events": events,
         "in_process_events_per_s_one_core": round(one_core),
         f"{timed_as}_wall_s": round(wall, 2),
         f"{timed_as}_events_per_s": round(events / wall),
-        "over_cores_x_in_process": round(events / wall / (cores * one_core), 3),
+        "over_cores_x_in_process": round(events / wall / ideal, 3),
     }
+    if work is not None:
+        found["work_s"] = round(work, 2)
+        found["work_over_cores_x_in_process"] = round(events / work / ideal, 3)
+        found["fixed_s"] = round(wall - work, 2)
+    return found
 
 
 def main() -> None:
@@ -150,11 +171,11 @@ def main() -> None:
         write_raw(table, work / "raw", args.copies)
         total = table.num_rows * args.copies
         one_core = prepare_rate(table, config)
-        wall = timed(
-            [DCLR, "-q", "prepare", str(work / "raw"), "--out", str(work / "prepared"),
+        wall, busy = timed(
+            [DCLR, "prepare", str(work / "raw"), "--out", str(work / "prepared"),
              "--preset", args.preset, *sets]
         )  # fmt: skip
-        result["prepare"] = figures(total, wall, one_core, cores)
+        result["prepare"] = figures(total, wall, one_core, cores, work=busy)
 
         from distributed_clr.storage.manifest import require_complete
         from distributed_clr.train.driver import untrained
@@ -162,12 +183,12 @@ def main() -> None:
         checkpoint = untrained(config, work / "prepared", work / "untrained")
         prepared_events = require_complete(work / "prepared", "dijet").rows
         one_core = embed_rate(work / "prepared", checkpoint)
-        wall = timed(
-            [DCLR, "-q", "embed", "--checkpoint", str(checkpoint), "--data",
+        wall, busy = timed(
+            [DCLR, "embed", "--checkpoint", str(checkpoint), "--data",
              str(work / "prepared"), "--out", str(work / "embeddings"), "--preset", args.preset,
              *sets]
         )  # fmt: skip
-        result["embed"] = figures(prepared_events, wall, one_core, cores)
+        result["embed"] = figures(prepared_events, wall, one_core, cores, work=busy)
         embeddings, data = work / "embeddings", work / "prepared"
         inputs_time(embeddings, data, one_cpu=False)  # the files into the page cache
         loaded, one = inputs_time(embeddings, data, one_cpu=True)

@@ -17,6 +17,7 @@ and the data verified before Ray starts.
 from __future__ import annotations
 
 import logging
+import time
 import typing
 from collections import Counter
 from collections.abc import Sequence
@@ -223,7 +224,7 @@ def _embed_shards(
     import ray
     from ray.util import ActorPool
 
-    from distributed_clr.runtime import init_ray, unwrap_ray_error
+    from distributed_clr.runtime import init_ray, log_stage_rate, unwrap_ray_error
 
     init_ray(ray_config)
     use_gpu = ray_config.use_gpu
@@ -238,6 +239,7 @@ def _embed_shards(
     ]
     staging = staging_area(out)
     inputs: dict[str, Any] = manifest.summary["inputs"]
+    started, embedded = time.perf_counter(), 0
     work = ActorPool(handles).map_unordered(
         lambda a, name: a.embed_shard.remote(str(data / name), splits, str(staging)),
         pending,
@@ -251,6 +253,8 @@ def _embed_shards(
             stats = {"dim": record["dim"], "splits": record["splits"]}
             shard = ShardRecord(record["file"], record["rows"], record["sha256"], stats)
             publish(out, manifest, staging / record["file"], shard)
+            embedded += record["rows"]
+        log_stage_rate("embed", embedded, len(pending), time.perf_counter() - started, size)
     except Exception as err:
         cause = unwrap_ray_error(err)
         if isinstance(cause, UserError):

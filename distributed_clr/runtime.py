@@ -246,6 +246,21 @@ def unwrap_ray_error(err: BaseException) -> BaseException:
 K = TypeVar("K")
 
 
+def log_stage_rate(stage: str, events: int, pieces: int, seconds: float, workers: int) -> None:
+    """Log at INFO how fast a stage's distributed part ran: ``events`` in ``pieces`` tasks (or
+    shards) on ``workers`` workers, from submitting the first to receiving the last result
+    (Ray's start-up and the stage's checks before and after are not in it)."""
+    log.info(
+        "%s: %d events in %d pieces on %d workers in %.1f s of work (%.0f events/s)",
+        stage,
+        events,
+        pieces,
+        workers,
+        seconds,
+        events / max(seconds, 1e-9),
+    )
+
+
 def as_completed(
     pending: dict[Any, K], failed: Callable[[K, BaseException], Exception] | None = None
 ) -> Iterator[tuple[K, Any]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -192,11 +193,12 @@ def _run_units(
 ) -> None:
     import ray
 
-    from distributed_clr.runtime import as_completed, init_ray
+    from distributed_clr.runtime import as_completed, init_ray, log_stage_rate
 
     init_ray(ray_config)
     staging = staging_area(out)
     task = ray.remote(num_cpus=1, max_retries=1)(prepare_unit)
+    started = time.perf_counter()
     refs = {task.remote(u, config, str(staging)): u for u in pending}
     initial = total - sum(u.rows for u in pending)
     with progress(total=total, initial=initial, desc="prepare", unit="ev") as bar:
@@ -217,6 +219,10 @@ def _run_units(
                 manifest.write(out)
             bar.update(unit.rows)
             log.debug("%s: %d of %d events kept", unit.name, record["rows"], unit.rows)
+    cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+    seconds = time.perf_counter() - started
+    events = sum(u.rows for u in pending)
+    log_stage_rate("prepare", events, len(pending), seconds, min(cpus, len(pending)))
 
 
 def _finish(manifest: Manifest, out: StoragePath, units: list[Unit]) -> Manifest:
