@@ -2,7 +2,7 @@
 
 Per training step and per rank it puts side by side: the encoder's compute, the NT-Xent loss
 (whose similarity matrix is (2B) x (2Bp) on each rank, so it grows with the number of ranks p
-at a fixed per-rank batch B), the embedding all-gather of the forward pass and the all-reduce of
+at a fixed per-rank batch B), the embedding all-gather of the forward pass and the reduce-scatter of
 its gradient in the backward pass, DDP's bucketed gradient all-reduce and how much of it the
 backward pass hides, and the floor set by the CPU issuing one kernel per operator.
 
@@ -586,6 +586,11 @@ class Assumptions:
         bandwidth, alpha = self.link(ranks)
         return (ranks - 1) / ranks * total_bytes / bandwidth + self.hops(ranks) * alpha
 
+    def reduce_scatter(self, total_bytes: float, ranks: int) -> float:
+        """Reduce-scatter of ``total_bytes`` in all: (p-1)/p x total / bandwidth + hops x alpha
+        (the first half of a ring all-reduce)."""
+        return self.all_gather(total_bytes, ranks)
+
     def broadcast(self, nbytes: float, ranks: int) -> float:
         """Broadcast from one rank: bytes / bandwidth + hops x alpha."""
         if ranks == 1:
@@ -690,7 +695,7 @@ def step_terms(
     # loss inside distributed.equal_sizes(): no exchange of batch sizes, one all-gather.
     embeddings = 2 * batch * dim * 4 * p_emb  # fp32 (B, 2, D) of every rank
     gather = a.all_gather(embeddings, p_emb)
-    grad_reduce_emb = a.all_reduce(embeddings, p_emb)  # the whole gathered gradient
+    grad_reduce_emb = a.reduce_scatter(embeddings, p_emb)  # each rank keeps its own rows
 
     buckets = ddp_buckets(facts.param_sizes, a.grad_bytes)
     ddp = ranks > 1 and frozen != "DDP bookkeeping"
@@ -704,11 +709,10 @@ def step_terms(
         extra["encoder forward"] += 2 if facts.buffer_bytes else 0
         extra["backward"] += 2 * len(facts.param_sizes) + 2 * len(buckets)
     if p_emb > 1:
-        # dist.all_gather into a list: NCCL gathers into one flat buffer and copies each of
-        # the p chunks out, then the loss concatenates them; backward clones the gathered
-        # gradient and all-reduces it.
-        extra["loss forward"] += p_emb + 2
-        extra["backward"] += 2
+        # Equal batches: one all-gather into one buffer (distributed._AllGatherWithGrad), and
+        # in backward one reduce-scatter into this rank's rows.
+        extra["loss forward"] += 1
+        extra["backward"] += 1
     backward_ops = facts.ops["backward"] + extra["backward"]
     # Buckets fill while the encoder's backward runs: on the GPU, or as fast as the CPU
     # issues it, whichever is slower.
@@ -810,7 +814,7 @@ def print_scaling(
 ) -> list[tuple[int, float]]:
     print(f"### {facts.size.name}, B = {batch} events per GPU\n")
     print(
-        "| GPUs | encoder ms | loss ms | emb. all-gather ms | emb. grad all-reduce ms | "
+        "| GPUs | encoder ms | loss ms | emb. all-gather ms | emb. grad reduce-scatter ms | "
         "grad all-reduce ms (exposed) | DDP buffer broadcast ms | issue floor ms | step ms | "
         "events/s/GPU | efficiency | memory GB (loss + act.) | largest growth |"
     )

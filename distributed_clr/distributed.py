@@ -37,13 +37,23 @@ class _AllGatherWithGrad(torch.autograd.Function):
 
     ``dist.all_gather`` alone cuts the graph: the gathered copies are leaves. Here each rank's
     backward receives d(own loss)/d(gathered); the gradient of the *sum* of all ranks' losses
-    with respect to this rank's input is the all-reduced sum of those, sliced at this rank's
-    rows. DDP then averages parameter gradients over ranks, which gives the gradient of the mean
-    rank loss, exactly what a single process computes on the concatenated batch.
+    with respect to this rank's input is the sum of those over ranks, at this rank's rows: a
+    reduce-scatter where every rank holds as many rows (a training step), else an all-reduce
+    sliced at the rank's rows. DDP then averages parameter gradients over ranks, which gives
+    the gradient of the mean rank loss, exactly what a single process computes on the
+    concatenated batch.
     """
 
     @staticmethod
     def forward(ctx: Any, tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        me = dist.get_rank()
+        ctx.offset = sum(sizes[:me])
+        ctx.size = sizes[me]
+        ctx.equal = len(set(sizes)) == 1
+        if ctx.equal:  # a training step's full batches: one collective into one buffer
+            gathered = tensor.new_empty((tensor.shape[0] * len(sizes), *tensor.shape[1:]))
+            dist.all_gather_single(gathered, tensor.contiguous())
+            return gathered
         largest = max(sizes)
         padded = tensor
         if tensor.shape[0] < largest:  # all_gather needs equal shapes: pad, gather, unpad
@@ -51,17 +61,21 @@ class _AllGatherWithGrad(torch.autograd.Function):
             padded = torch.cat([tensor, pad], dim=0)
         buffers = [torch.empty_like(padded) for _ in sizes]
         dist.all_gather(buffers, padded.contiguous())
-        me = dist.get_rank()
-        ctx.offset = sum(sizes[:me])
-        ctx.size = sizes[me]
         return torch.cat([buf[:n] for buf, n in zip(buffers, sizes, strict=True)], dim=0)
 
     @staticmethod
     def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor, None]:
+        grad = grad_outputs[0].contiguous()
+        if ctx.equal:
+            # Only this rank's rows of the summed gradient are needed: a reduce-scatter sends
+            # half the bytes of an all-reduce and writes a new buffer, leaving autograd's.
+            mine = grad.new_empty((ctx.size, *grad.shape[1:]))
+            dist.reduce_scatter_single(mine, grad, op=dist.ReduceOp.SUM)
+            return mine, None
         # A copy: the incoming gradient buffer belongs to autograd and may be shared.
-        grad = grad_outputs[0].contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.offset : ctx.offset + ctx.size], None
+        summed = grad.clone()
+        dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+        return summed[ctx.offset : ctx.offset + ctx.size], None
 
 
 _EQUAL_SIZES: contextvars.ContextVar[bool] = contextvars.ContextVar("equal_sizes", default=False)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from distributed_clr import distributed
 from tests.multiproc import run_on_ranks
 
-ROWS = (3, 5)  # unequal on purpose: the last batch of an epoch is often short
+UNEQUAL = (3, 5)  # the last batch of an epoch is often short: all-gather padded, all-reduce
+EQUAL = (4, 4)  # a training step's full batches: one all-gather, a reduce-scatter
 
 
-def _inputs(rank: int) -> torch.Tensor:
+def _inputs(rank: int, rows: tuple[int, int] = UNEQUAL) -> torch.Tensor:
     gen = torch.Generator().manual_seed(100 + rank)
-    return torch.randn(ROWS[rank], 4, generator=gen, dtype=torch.float64)
+    return torch.randn(rows[rank], 4, generator=gen, dtype=torch.float64)
 
 
 def _rank_loss(rank: int, gathered: torch.Tensor) -> torch.Tensor:
@@ -21,8 +23,8 @@ def _rank_loss(rank: int, gathered: torch.Tensor) -> torch.Tensor:
     return (torch.tanh(gathered * (rank + 1)) * weights).sum() + (gathered**2).sum() * 0.1 * rank
 
 
-def _gather_worker(rank: int, world: int) -> dict[str, object]:
-    x = _inputs(rank).requires_grad_(True)
+def _gather_worker(rank: int, world: int, rows: tuple[int, int] = UNEQUAL) -> dict[str, object]:
+    x = _inputs(rank, rows).requires_grad_(True)
     gathered = distributed.all_gather_with_grad(x)
     _rank_loss(rank, gathered).backward()
     mean = distributed.all_reduce_mean(torch.tensor(float(rank)))
@@ -46,11 +48,12 @@ def test_helpers_are_identities_without_a_process_group() -> None:
     assert torch.equal(distributed.all_reduce_mean(x), x.detach())
 
 
-def test_all_gather_and_gradient_match_single_process_reference() -> None:
-    results = run_on_ranks(_gather_worker, 2)
+@pytest.mark.parametrize("rows", [UNEQUAL, EQUAL], ids=["unequal", "equal"])
+def test_all_gather_and_gradient_match_single_process_reference(rows: tuple[int, int]) -> None:
+    results = run_on_ranks(_gather_worker, 2, rows)
 
     # Reference: one process holds the concatenated batch and the sum of every rank's loss.
-    inputs = [_inputs(r).requires_grad_(True) for r in range(2)]
+    inputs = [_inputs(r, rows).requires_grad_(True) for r in range(2)]
     full = torch.cat(inputs)
     sum(_rank_loss(r, full) for r in range(2)).backward()
 
