@@ -22,7 +22,15 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from distributed_clr.config.schema import OptimizerConfig, ScheduleConfig
 
-__all__ = ["LAMB", "LARS", "build_optimizer", "build_scheduler", "lr_factor", "scaled_lr"]
+__all__ = [
+    "LAMB",
+    "LARS",
+    "build_optimizer",
+    "build_scheduler",
+    "fused_adam",
+    "lr_factor",
+    "scaled_lr",
+]
 
 
 def scaled_lr(config: OptimizerConfig, global_batch: int) -> float:
@@ -180,17 +188,27 @@ class LAMB(Optimizer):
         return loss
 
 
+def fused_adam(model: nn.Module) -> bool | None:
+    """True where every parameter is on CUDA (Adam and AdamW then use their fused kernel),
+    else None (PyTorch's default: foreach where it applies)."""
+    parameters = list(model.parameters())
+    return True if parameters and all(p.is_cuda for p in parameters) else None
+
+
 def build_optimizer(model: nn.Module, config: OptimizerConfig, global_batch: int) -> Optimizer:
     """The optimiser ``config.name`` names, at the lr scaled to ``global_batch``."""
     lr = scaled_lr(config, global_batch)
     groups = parameter_groups(model, config.weight_decay)
+    # On CUDA, Adam's fused kernel: a few launches per step instead of one per operation and
+    # tensor list, and its step counters on the device instead of read back with .item().
+    fused = fused_adam(model)
     if config.name == "adam":
         # Adam's weight decay is L2 in the gradient; keep it off 1-D parameters as well.
         plain = [{k: v for k, v in g.items() if k != "exclude"} for g in groups]
-        return torch.optim.Adam(plain, lr=lr)
+        return torch.optim.Adam(plain, lr=lr, fused=fused)
     if config.name == "adamw":
         plain = [{k: v for k, v in g.items() if k != "exclude"} for g in groups]
-        return torch.optim.AdamW(plain, lr=lr)
+        return torch.optim.AdamW(plain, lr=lr, fused=fused)
     if config.name == "lars":
         return LARS(groups, lr=lr, weight_decay=config.weight_decay)
     if config.name == "lamb":

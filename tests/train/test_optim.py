@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -124,3 +125,42 @@ def test_optimisers_reject_nonsense() -> None:
         LAMB([w], lr=0.1, betas=(1.0, 0.9))
     with pytest.raises(ValueError, match="global batch"):
         scaled_lr(OptimizerConfig(), 0)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_is_fused_only_for_parameters_on_cuda(name: str) -> None:
+    model = nn.Linear(4, 2)
+    optimizer = build_optimizer(model, OptimizerConfig(name=name), 64)
+    assert not optimizer.defaults["fused"]  # on the CPU, PyTorch's default implementation
+    from distributed_clr.train.optim import fused_adam
+
+    assert fused_adam(nn.Module()) is None  # no parameters: nothing to fuse
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_adam_on_cuda_takes_the_default_implementations_steps(name: str) -> None:
+    """The fused kernel chosen on CUDA gives the foreach implementation's parameters after a
+    few steps, and keeps its step counters on the device."""
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 4)).cuda()]
+    models.append(copy.deepcopy(models[0]))
+    config = OptimizerConfig(name=name, weight_decay=1e-2)
+    fused = build_optimizer(models[0], config, 256)
+    assert fused.defaults["fused"]
+    reference = type(fused)(
+        [{k: v for k, v in g.items() if k != "exclude"} for g in parameter_groups(models[1], 1e-2)],
+        lr=fused.defaults["lr"],
+        foreach=True,
+    )
+    x = torch.randn(64, 16, device="cuda")
+    for _ in range(5):
+        for model, optimizer in zip(models, (fused, reference), strict=True):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    state = fused.state[next(models[0].parameters())]
+    assert state["step"].is_cuda
