@@ -7,7 +7,6 @@ The dry run takes one to two minutes on two cores, nearly all of it the Ray Trai
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -22,22 +21,13 @@ import torch
 from distributed_clr.config import AugmentConfig, LossConfig, ModelConfig, TrainConfig, get_preset
 from distributed_clr.models import build_model
 from distributed_clr.train.trainer import Trainer
+from tests.benchmarks.loader import BENCHMARKS, load_benchmark
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SECTIONS = {"gpu_tests", "flops", "train_step", "augment_share", "seed_vs_ours", "ray_train"}
 
 
 def _device_check() -> ModuleType:
-    """benchmarks/device_check.py as a module (``benchmarks`` is no package)."""
-    name = "_benchmark_device_check"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / "device_check.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_benchmark("device_check")
 
 
 @pytest.fixture(scope="module")

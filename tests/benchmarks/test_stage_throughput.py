@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from distributed_clr.runtime import log_stage_rate
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.benchmarks.loader import load_benchmark
 
 
 def _stage_throughput() -> ModuleType:
-    """benchmarks/stage_throughput.py as a module (``benchmarks`` is no package)."""
-    name = "_benchmark_stage_throughput"
-    if name not in sys.modules:
-        sys.path.insert(0, str(BENCHMARKS))  # it imports prepare_throughput beside it
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / "stage_throughput.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_benchmark("stage_throughput")
 
 
 def test_the_benchmark_reads_the_work_time_a_stage_logs(caplog: pytest.LogCaptureFixture) -> None:
