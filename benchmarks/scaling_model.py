@@ -37,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from distributed_clr import distributed
 from distributed_clr.config import get_preset
 from distributed_clr.config.schema import ModelConfig, RunConfig
+from distributed_clr.distributed import DDP_OPTIONS
 from distributed_clr.losses import build_loss
 from distributed_clr.models import build_model
 from distributed_clr.train.trainer import Trainer
@@ -699,15 +700,18 @@ def step_terms(
 
     buckets = ddp_buckets(facts.param_sizes, a.grad_bytes)
     ddp = ranks > 1 and frozen != "DDP bookkeeping"
-    # DDP (only with more than one rank): before each forward a broadcast of the module buffers
-    # from rank 0 (broadcast_buffers=True) and its copy back; in backward, per bucket a
-    # collective and a division, per parameter a copy of its gradient into the bucket and one
-    # back (gradient_as_bucket_view=False).
-    broadcast = a.broadcast(facts.buffer_bytes, ranks) if ddp and facts.buffer_bytes else 0.0
+    # DDP (only with more than one rank), with the options pretraining passes
+    # (distributed.DDP_OPTIONS): with broadcast_buffers, a broadcast of the module buffers from
+    # rank 0 before each forward and its copy back; in backward, per bucket a collective and a
+    # division, and without gradient_as_bucket_view per parameter a copy of its gradient into
+    # the bucket and one back.
+    broadcasts = bool(DDP_OPTIONS.get("broadcast_buffers", True)) and facts.buffer_bytes > 0
+    views = bool(DDP_OPTIONS.get("gradient_as_bucket_view", False))
+    broadcast = a.broadcast(facts.buffer_bytes, ranks) if ddp and broadcasts else 0.0
     extra: Counter[str] = Counter()
     if ddp:
-        extra["encoder forward"] += 2 if facts.buffer_bytes else 0
-        extra["backward"] += 2 * len(facts.param_sizes) + 2 * len(buckets)
+        extra["encoder forward"] += 2 if broadcasts else 0
+        extra["backward"] += (0 if views else 2 * len(facts.param_sizes)) + 2 * len(buckets)
     if p_emb > 1:
         # Equal batches: one all-gather into one buffer (distributed._AllGatherWithGrad), and
         # in backward one reduce-scatter into this rank's rows.

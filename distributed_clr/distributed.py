@@ -16,6 +16,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+DDP_OPTIONS: dict[str, Any] = {"gradient_as_bucket_view": True, "broadcast_buffers": False}
+"""How pretraining wraps its model in ``DistributedDataParallel``. ``gradient_as_bucket_view``:
+each gradient is a view into DDP's communication bucket, which saves two copies per parameter
+tensor in every backward. ``broadcast_buffers=False``: no broadcast of the module buffers from
+rank 0 before every forward; the models' buffers are constants (the object transformer's slot
+types) or, with batch norm on several GPUs, running statistics that SyncBatchNorm keeps equal
+on every rank (batch norm on several CPU workers is refused)."""
+
 
 def is_distributed() -> bool:
     """True when a default process group with more than one rank is initialised."""

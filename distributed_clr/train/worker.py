@@ -25,6 +25,7 @@ from distributed_clr.checkpoint import (
     unwrap,
 )
 from distributed_clr.config.schema import RunConfig
+from distributed_clr.distributed import DDP_OPTIONS
 from distributed_clr.seeds import derive_seed
 from distributed_clr.tracking import EpochLogger, RunHandle
 from distributed_clr.train.faults import FaultInjector
@@ -72,7 +73,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model: torch.nn.Module = run_model(config)
     if config.model.mlp_norm == "batch" and config.ray.use_gpu and world > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
-    model = ray.train.torch.prepare_model(model)
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=DDP_OPTIONS)
     if train.compile:
         model = torch.compile(model)  # type: ignore[assignment]
     trainer = Trainer(

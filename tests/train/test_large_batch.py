@@ -10,6 +10,7 @@ from torch import nn
 
 from distributed_clr.config import get_preset
 from distributed_clr.config.schema import RunConfig
+from distributed_clr.distributed import DDP_OPTIONS
 from distributed_clr.models import build_model
 from distributed_clr.train.optim import scaled_lr
 from distributed_clr.train.trainer import Trainer
@@ -62,7 +63,7 @@ def _train(rank: int, world: int, optimizer: str) -> dict[str, object]:
     torch.manual_seed(0)
     model: nn.Module = build_model(config.model, CONSTITUENTS)
     if world > 1:
-        model = nn.parallel.DistributedDataParallel(model)
+        model = nn.parallel.DistributedDataParallel(model, **DDP_OPTIONS)
     trainer = Trainer(
         model,
         train=config.train,

@@ -21,6 +21,7 @@ from distributed_clr.checkpoint import (
 )
 from distributed_clr.config import get_preset
 from distributed_clr.config.schema import RunConfig
+from distributed_clr.distributed import DDP_OPTIONS
 from distributed_clr.models import build_model
 from distributed_clr.train.trainer import Trainer, contrastive_loss
 from distributed_clr.train.validation import validate
@@ -79,7 +80,7 @@ def _first_step(rank: int, world: int, config: RunConfig) -> dict[str, torch.Ten
     torch.manual_seed(config.train.seed)
     model: nn.Module = _model(config)
     if world > 1:
-        model = nn.parallel.DistributedDataParallel(model)
+        model = nn.parallel.DistributedDataParallel(model, **DDP_OPTIONS)
     trainer = _trainer(model, config, steps_per_epoch=1, world=world)
     batch = _events(seed=3, events=EVENTS)
     share = EVENTS // world
