@@ -17,10 +17,13 @@ The raw input is ``--events`` generated events (half QCD, half W'), repeated ``-
 with new event ids (the rate does not depend on which events they are), written as one raw
 shard per copy. The wall-clock includes starting Python and a local Ray session; the stage's
 own work (from submitting its first task to its last result, as the command logs it) is
-reported next to it, and the difference as the fixed cost.
+reported next to it, and the difference as the fixed cost. With ``--joined``, ``dclr prepare``
+is timed a second time joining a Ray started beforehand (``ray start --head``, then
+``RAY_ADDRESS=auto``), as a user running many commands in a row would: no ``ray.init`` of its
+own.
 
 Run: .venv/bin/python benchmarks/stage_throughput.py [--events 2000] [--copies 24]
-     [--cache /tmp/bench_events.parquet]
+     [--cache /tmp/bench_events.parquet] [--joined]
 """
 
 from __future__ import annotations
@@ -110,11 +113,11 @@ def inputs_time(embeddings: Path, data: Path, one_cpu: bool) -> tuple[int, float
 WORK_LINE = re.compile(r"(\w+): (\d+) events in \d+ pieces on (\d+) workers in ([\d.]+) s of work")
 
 
-def timed(command: list[str]) -> tuple[float, float]:
+def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """(wall-clock seconds of ``command``, seconds of its stage's distributed work as the
     stage logs it: from submitting the first task to receiving the last result)."""
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     elapsed = time.perf_counter() - start
     if result.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
@@ -157,6 +160,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=None, help="generated events (Parquet)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--joined",
+        action="store_true",
+        help="also time dclr prepare joining a Ray started beforehand (ray start --head)",
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("DCLR_PROGRESS", "0")
@@ -176,6 +184,21 @@ def main() -> None:
              "--preset", args.preset, *sets]
         )  # fmt: skip
         result["prepare"] = figures(total, wall, one_core, cores, work=busy)
+        if args.joined:
+            ray = str(Path(sys.executable).parent / "ray")
+            head = [ray, "start", "--head", f"--num-cpus={cores}", "--include-dashboard=false"]
+            subprocess.run([*head, "--disable-usage-stats"], capture_output=True, check=True)
+            try:
+                wall, busy = timed(
+                    [DCLR, "prepare", str(work / "raw"), "--out", str(work / "prepared-joined"),
+                     "--preset", args.preset, *sets],
+                    env={**os.environ, "RAY_ADDRESS": "auto"},
+                )  # fmt: skip
+            finally:
+                subprocess.run([ray, "stop"], capture_output=True, check=False)
+            result["prepare_joining_a_running_ray"] = figures(
+                total, wall, one_core, cores, work=busy
+            )
 
         from distributed_clr.storage.manifest import require_complete
         from distributed_clr.train.driver import untrained
