@@ -73,6 +73,7 @@ KEY_DTYPES: dict[str, Any] = {
 }
 """The arrays the key columns besides ``dataset`` become."""
 KIND_DTYPES: dict[str, Any] = {"mjj": np.float64, "process_id": np.int16}
+"""The arrays the column each kind of embedding adds (``KIND_COLUMNS``) becomes."""
 KIND_COLUMNS = {"dijet": "mjj", "objects": "process_id"}
 """The per-event column each kind of embedding adds to ``KEY_COLUMNS`` (``mjj`` is NaN for
 object-level events, ``process_id`` -1 for dijets)."""
