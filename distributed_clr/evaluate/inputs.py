@@ -47,7 +47,7 @@ from distributed_clr.storage.formats import (
     SPLITS,
 )
 from distributed_clr.storage.location import StoragePath, as_storage_path, parquet_file
-from distributed_clr.storage.manifest import DatasetError, require_complete
+from distributed_clr.storage.manifest import DatasetError, Manifest, require_complete
 from distributed_clr.storage.parallel import thread_map, usable_cpus
 from distributed_clr.storage.reader import (
     column_to_numpy,
@@ -226,6 +226,7 @@ class _Filler:
 
 def _read_shards(
     directory: StoragePath,
+    manifest: Manifest,
     kind: str,
     convert: typing.Callable[[pa.Table], dict[str, tuple[npt.NDArray[Any], Any]]],
     *,
@@ -235,8 +236,9 @@ def _read_shards(
 ) -> tuple[_Filler, pa.ChunkedArray]:
     """The arrays ``convert`` makes of each shard's rows of ``splits`` (name -> (values,
     dtype)), every shard's written into place on the thread that read it, and the events'
-    dataset names. The rows each shard holds in ``splits`` are counted first (from its split
-    column), so that each array is allocated once, at its full size."""
+    dataset names (``manifest`` is the dataset's, read by the caller). The rows each shard
+    holds in ``splits`` are counted first (from its split column), so that each array is
+    allocated once, at its full size."""
     counts = map_shards(
         directory,
         kind,
@@ -245,7 +247,7 @@ def _read_shards(
         columns=["split"],
         verify=verify,
     )
-    rows = np.zeros(len(require_complete(directory, kind).shards), np.int64)
+    rows = np.zeros(len(manifest.shards), np.int64)
     for index, count in counts:
         rows[index] = count
     filler = _Filler(directory, rows.tolist())
@@ -315,7 +317,7 @@ def _read_embeddings(
 
     columns = [*keys, *(["embedding"] if with_latent else [])]
     filled, dataset = _read_shards(
-        directory, "embedding", convert, splits=splits, columns=columns, verify=verify
+        directory, manifest, "embedding", convert, splits=splits, columns=columns, verify=verify
     )
     arrays = {name: filled.get(name, np.zeros(0, dtype)) for name, dtype in keys.items()}
     arrays["split"] = arrays["split"].astype(str)
@@ -361,7 +363,7 @@ def _read_data(
         return arrays
 
     filled, dataset = _read_shards(
-        directory, kind, convert, splits=splits, columns=columns, verify=verify
+        directory, manifest, kind, convert, splits=splits, columns=columns, verify=verify
     )
     arrays = {name: filled.get(name, np.zeros(0, dtype)) for name, dtype in keys.items()}
     matrices = {name: filled.get(name, np.zeros((0, 1), np.float32)) for name in sets}
