@@ -352,7 +352,7 @@ class ModelFacts:
     attention_bytes: float
     """fp32 bytes of the (S x S) attention matrices the math attention path saves per event."""
     buffer_bytes: int = 0
-    """Module buffers, which DDP (``broadcast_buffers=True``) broadcasts before each forward."""
+    """Module buffers, which DDP (``forward_sync_buffers=True``) broadcasts before each forward."""
     ops: Counter[str] = field(default_factory=Counter)
     """Operators of one training step, by phase."""
     segments: list[Counter[str]] = field(default_factory=list)
@@ -701,11 +701,11 @@ def step_terms(
     buckets = ddp_buckets(facts.param_sizes, a.grad_bytes)
     ddp = ranks > 1 and frozen != "DDP bookkeeping"
     # DDP (only with more than one rank), with the options pretraining passes
-    # (distributed.DDP_OPTIONS): with broadcast_buffers, a broadcast of the module buffers from
+    # (distributed.DDP_OPTIONS): with forward_sync_buffers, a broadcast of the module buffers from
     # rank 0 before each forward and its copy back; in backward, per bucket a collective and a
     # division, and without gradient_as_bucket_view per parameter a copy of its gradient into
     # the bucket and one back.
-    broadcasts = bool(DDP_OPTIONS.get("broadcast_buffers", True)) and facts.buffer_bytes > 0
+    broadcasts = bool(DDP_OPTIONS.get("forward_sync_buffers", True)) and facts.buffer_bytes > 0
     views = bool(DDP_OPTIONS.get("gradient_as_bucket_view", False))
     broadcast = a.broadcast(facts.buffer_bytes, ranks) if ddp and broadcasts else 0.0
     extra: Counter[str] = Counter()

@@ -22,8 +22,13 @@ is timed a second time joining a Ray started beforehand (``ray start --head``, t
 ``RAY_ADDRESS=auto``), as a user running many commands in a row would: no ``ray.init`` of its
 own.
 
+Each in-process rate is measured just before and just after the command it is the reference
+for (the median of those passes), since this kind of machine drifts in speed over minutes.
+``--stages`` picks what is timed, so that ``prepare`` can be timed on a large input without
+embedding all of it.
+
 Run: .venv/bin/python benchmarks/stage_throughput.py [--events 2000] [--copies 24]
-     [--cache /tmp/bench_events.parquet] [--joined]
+     [--cache /tmp/bench_events.parquet] [--stages prepare,embed,inputs] [--joined]
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -50,6 +57,8 @@ from distributed_clr.config.schema import RunConfig
 from distributed_clr.data.dijets import select_dijets
 
 DCLR = str(Path(sys.executable).parent / "dclr")
+STAGES = ("prepare", "embed", "inputs")
+T = TypeVar("T")
 
 
 def events(path: Path | None, n: int, seed: int) -> pa.Table:
@@ -62,14 +71,28 @@ def events(path: Path | None, n: int, seed: int) -> pa.Table:
     return table
 
 
-def prepare_rate(table: pa.Table, config: RunConfig) -> float:
-    """Events/s of ``select_dijets`` on one core, in batches as a prepare task runs it."""
+def prepare_rate(table: pa.Table, config: RunConfig, passes: int = 3) -> list[float]:
+    """Events/s of ``select_dijets`` on one core, in batches as a prepare task runs it: one
+    figure per pass over ``table``."""
     size = config.prepare.batch_events
     select_dijets(table.slice(0, size), config.prepare, "bench")  # warm-up
-    start = time.perf_counter()
-    for offset in range(0, table.num_rows, size):
-        select_dijets(table.slice(offset, size), config.prepare, "bench")
-    return table.num_rows / (time.perf_counter() - start)
+    rates = []
+    for _ in range(passes):
+        start = time.perf_counter()
+        for offset in range(0, table.num_rows, size):
+            select_dijets(table.slice(offset, size), config.prepare, "bench")
+        rates.append(table.num_rows / (time.perf_counter() - start))
+    return rates
+
+
+def bracketed(measure: Callable[[], list[float]], run: Callable[[], T]) -> tuple[float, T]:
+    """``run()``'s result and the median of the in-process rates ``measure()`` gives just
+    before and just after it: this VM's speed drifts by up to 2x over minutes, and a reference
+    taken on one side only would carry that drift into the ratio."""
+    before = measure()
+    result = run()
+    rates = sorted(before + measure())
+    return rates[len(rates) // 2], result
 
 
 def embed_rate(prepared: Path, checkpoint: Path) -> float:
@@ -161,11 +184,20 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None, help="generated events (Parquet)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help=f"which of {','.join(STAGES)} to time (embed and inputs need prepare's output, "
+        "which is made in any case)",
+    )
+    parser.add_argument(
         "--joined",
         action="store_true",
         help="also time dclr prepare joining a Ray started beforehand (ray start --head)",
     )
     args = parser.parse_args()
+    stages = [stage for stage in args.stages.split(",") if stage]
+    if not stages or set(stages) - set(STAGES):
+        parser.error(f"--stages takes some of {','.join(STAGES)}, not {args.stages!r}")
 
     os.environ.setdefault("DCLR_PROGRESS", "0")
     cores = os.cpu_count() or 1
@@ -178,21 +210,27 @@ def main() -> None:
         work = Path(tmp)
         write_raw(table, work / "raw", args.copies)
         total = table.num_rows * args.copies
-        one_core = prepare_rate(table, config)
-        wall, busy = timed(
-            [DCLR, "prepare", str(work / "raw"), "--out", str(work / "prepared"),
-             "--preset", args.preset, *sets]
+        one_core, (wall, busy) = bracketed(
+            lambda: prepare_rate(table, config),
+            lambda: timed(
+                [DCLR, "prepare", str(work / "raw"), "--out", str(work / "prepared"),
+                 "--preset", args.preset, *sets]
+            ),
         )  # fmt: skip
-        result["prepare"] = figures(total, wall, one_core, cores, work=busy)
+        if "prepare" in stages:
+            result["prepare"] = figures(total, wall, one_core, cores, work=busy)
         if args.joined:
             ray = str(Path(sys.executable).parent / "ray")
             head = [ray, "start", "--head", f"--num-cpus={cores}", "--include-dashboard=false"]
             subprocess.run([*head, "--disable-usage-stats"], capture_output=True, check=True)
             try:
-                wall, busy = timed(
-                    [DCLR, "prepare", str(work / "raw"), "--out", str(work / "prepared-joined"),
-                     "--preset", args.preset, *sets],
-                    env={**os.environ, "RAY_ADDRESS": "auto"},
+                one_core, (wall, busy) = bracketed(
+                    lambda: prepare_rate(table, config),
+                    lambda: timed(
+                        [DCLR, "prepare", str(work / "raw"), "--out",
+                         str(work / "prepared-joined"), "--preset", args.preset, *sets],
+                        env={**os.environ, "RAY_ADDRESS": "auto"},
+                    ),
                 )  # fmt: skip
             finally:
                 subprocess.run([ray, "stop"], capture_output=True, check=False)
@@ -203,20 +241,25 @@ def main() -> None:
         from distributed_clr.storage.manifest import require_complete
         from distributed_clr.train.driver import untrained
 
-        checkpoint = untrained(config, work / "prepared", work / "untrained")
-        prepared_events = require_complete(work / "prepared", "dijet").rows
-        one_core = embed_rate(work / "prepared", checkpoint)
-        wall, busy = timed(
-            [DCLR, "embed", "--checkpoint", str(checkpoint), "--data",
-             str(work / "prepared"), "--out", str(work / "embeddings"), "--preset", args.preset,
-             *sets]
-        )  # fmt: skip
-        result["embed"] = figures(prepared_events, wall, one_core, cores, work=busy)
-        embeddings, data = work / "embeddings", work / "prepared"
-        inputs_time(embeddings, data, one_cpu=False)  # the files into the page cache
-        loaded, one = inputs_time(embeddings, data, one_cpu=True)
-        _, every = inputs_time(embeddings, data, one_cpu=False)
-        result["evaluation_inputs"] = figures(loaded, every, loaded / one, cores, "stage")
+        if "embed" in stages or "inputs" in stages:
+            checkpoint = untrained(config, work / "prepared", work / "untrained")
+            prepared_events = require_complete(work / "prepared", "dijet").rows
+            one_core, (wall, busy) = bracketed(
+                lambda: [embed_rate(work / "prepared", checkpoint)],
+                lambda: timed(
+                    [DCLR, "embed", "--checkpoint", str(checkpoint), "--data",
+                     str(work / "prepared"), "--out", str(work / "embeddings"), "--preset",
+                     args.preset, *sets]
+                ),
+            )  # fmt: skip
+            if "embed" in stages:
+                result["embed"] = figures(prepared_events, wall, one_core, cores, work=busy)
+        if "inputs" in stages:
+            embeddings, data = work / "embeddings", work / "prepared"
+            inputs_time(embeddings, data, one_cpu=False)  # the files into the page cache
+            loaded, one = inputs_time(embeddings, data, one_cpu=True)
+            _, every = inputs_time(embeddings, data, one_cpu=False)
+            result["evaluation_inputs"] = figures(loaded, every, loaded / one, cores, "stage")
         start = time.perf_counter()
         subprocess.run([DCLR, "--help"], capture_output=True, check=True)
         result["cli_start_s"] = round(time.perf_counter() - start, 1)

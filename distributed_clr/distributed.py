@@ -16,13 +16,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-DDP_OPTIONS: dict[str, Any] = {"gradient_as_bucket_view": True, "broadcast_buffers": False}
+DDP_OPTIONS: dict[str, Any] = {"gradient_as_bucket_view": True, "forward_sync_buffers": False}
 """How pretraining wraps its model in ``DistributedDataParallel``. ``gradient_as_bucket_view``:
 each gradient is a view into DDP's communication bucket, which saves two copies per parameter
-tensor in every backward. ``broadcast_buffers=False``: no broadcast of the module buffers from
-rank 0 before every forward; the models' buffers are constants (the object transformer's slot
-types) or, with batch norm on several GPUs, running statistics that SyncBatchNorm keeps equal
-on every rank (batch norm on several CPU workers is refused)."""
+tensor in every backward. ``forward_sync_buffers=False``: the module buffers are broadcast
+from rank 0 once, when DDP wraps the model, and not again before every forward (torch's
+replacement for the deprecated ``broadcast_buffers=False``, which also skipped the first
+broadcast); the models' buffers are constants (the object transformer's slot types) or, with
+batch norm on several GPUs, running statistics that SyncBatchNorm keeps equal on every rank
+(batch norm on several CPU workers is refused)."""
 
 
 def is_distributed() -> bool:

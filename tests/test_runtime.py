@@ -162,3 +162,27 @@ def test_workers_know_their_own_cluster(ray_session: None) -> None:
     remote = ray.remote(num_cpus=0)(_worker_ray_address)
     assert ray.get(remote.remote()) == address
     assert os.environ.get("RAY_ADDRESS") in (None, "")
+
+
+def test_a_local_session_reaches_its_workers_without_a_runtime_environment(
+    ray_session: None,
+) -> None:
+    """A local session names the setup hook in the environment its processes inherit, not in
+    a runtime environment (which would keep every job off the workers Ray prestarts): the job
+    has no runtime environment, yet its workers ran the hook, and the driver's own environment
+    no longer names the hook afterwards."""
+    import os
+
+    import ray
+
+    from distributed_clr import runtime
+
+    if os.environ.get("RAY_ADDRESS"):
+        pytest.skip("the tests joined a running cluster (RAY_ADDRESS); no local session")
+    variable = runtime._inherited_hook_variable()
+    assert variable is not None, "this Ray no longer names its setup-hook variable"
+    assert os.environ.get(variable) is None
+    assert not ray.get_runtime_context().runtime_env
+    assert ray.get(ray.remote(num_cpus=0)(_worker_ray_address).remote()) == (
+        ray.get_runtime_context().gcs_address
+    )

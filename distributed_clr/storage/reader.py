@@ -24,6 +24,7 @@ is imported only by ``ray_dataset``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -103,6 +104,10 @@ def ray_dataset(
 
     paths, filesystem = arrow_source(shard_paths(directory, kind, verify))
     chosen = None if splits is None else check_splits(splits)
+    # Ray Data announces each execution; a successful run stays quiet unless -v (DEBUG).
+    ray.data.DataContext.get_current().print_on_execution_start = logging.getLogger(
+        "distributed_clr"
+    ).isEnabledFor(logging.DEBUG)
     if columns is not None:
         schema = pq.read_schema(paths[0], filesystem=filesystem) if paths else pa.schema([])
         _check_columns(schema, [*columns, *(["split"] if chosen else [])], f"dataset {directory}")

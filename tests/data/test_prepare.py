@@ -230,6 +230,29 @@ def test_loading_a_split(prepared: Path) -> None:
         next(iter_tables(prepared, "dijet", columns=["no_such_column"]))
 
 
+@pytest.mark.ray
+def test_ray_data_announces_executions_only_with_debug_logging(
+    prepared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    monkeypatch.setattr(context, "print_on_execution_start", True)
+    package = logging.getLogger("distributed_clr")
+    level = package.level
+    try:
+        package.setLevel(logging.INFO)
+        ray_dataset(prepared, "dijet", columns=["pt"])
+        assert context.print_on_execution_start is False
+        package.setLevel(logging.DEBUG)
+        ray_dataset(prepared, "dijet", columns=["pt"])
+        assert context.print_on_execution_start is True
+    finally:
+        package.setLevel(level)
+
+
 def test_constituents_from_numpy() -> None:
     pt = np.array([[3.0, 2.0, 0.0, 5.0, 0.0, 0.0]], dtype=np.float32)
     x, mask = constituents({"pt": pt, "eta": pt * 0.1, "phi": -pt})
