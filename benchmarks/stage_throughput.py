@@ -43,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -85,14 +85,58 @@ def prepare_rate(table: pa.Table, config: RunConfig, passes: int = 3) -> list[fl
     return rates
 
 
-def bracketed(measure: Callable[[], list[float]], run: Callable[[], T]) -> tuple[float, T]:
-    """``run()``'s result and the median of the in-process rates ``measure()`` gives just
-    before and just after it: this VM's speed drifts by up to 2x over minutes, and a reference
-    taken on one side only would carry that drift into the ratio."""
-    before = measure()
+def bracketed(
+    measures: dict[str, Callable[[], list[float]]], run: Callable[[], T]
+) -> tuple[dict[str, float], T]:
+    """``run()``'s result and, for each reference in ``measures``, the median of the rates it
+    gives just before and just after ``run``: this VM's speed drifts by up to 2x over minutes,
+    and a reference taken on one side only would carry that drift into the ratio."""
+    before = {name: measure() for name, measure in measures.items()}
     result = run()
-    rates = sorted(before + measure())
-    return rates[len(rates) // 2], result
+    medians = {}
+    for name, measure in measures.items():
+        rates = sorted(before[name] + measure())
+        medians[name] = rates[len(rates) // 2]
+    return medians, result
+
+
+def _side_by_side_child(
+    stage: str, source: str, settings: tuple[str, list[str]], checkpoint: str, barrier: Any,
+    results: Any,
+) -> None:  # fmt: skip
+    """One of the processes of ``side_by_side``: set up, wait for the others, measure."""
+    torch.set_num_threads(1)
+    if stage == "prepare":
+        config = apply_overrides(get_preset(settings[0]), settings[1])
+        table = pq.read_table(source)
+        barrier.wait()
+        results.put(prepare_rate(table, config, passes=2))
+    else:
+        barrier.wait()
+        results.put([embed_rate(Path(source), Path(checkpoint))])
+
+
+def side_by_side(
+    stage: str, processes: int, source: Path, settings: tuple[str, list[str]],
+    checkpoint: Path | None = None,
+) -> list[float]:  # fmt: skip
+    """Summed events/s of ``processes`` copies of a stage's in-process measurement running at
+    once, one process each, started together (no Ray, no reading or writing): what the cores
+    give together. Where cores share caches, memory bandwidth or a physical core (a VM's
+    vCPUs may be hyperthreads of one), this is below ``processes`` x the rate alone, and it
+    bounds what any scheduler can reach."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    args = (stage, str(source), settings, str(checkpoint or ""), barrier, results)
+    children = [context.Process(target=_side_by_side_child, args=args) for _ in range(processes)]
+    for child in children:
+        child.start()
+    rates = [results.get(timeout=900) for _ in children]
+    for child in children:
+        child.join()
+    return [sum(sorted(r)[len(r) // 2] for r in rates)]
 
 
 def embed_rate(prepared: Path, checkpoint: Path) -> float:
@@ -157,9 +201,12 @@ def figures(
     cores: int,
     timed_as: str = "command",
     work: float | None = None,
+    together: float | None = None,
 ) -> dict[str, float]:
     """A stage's rate, timed as ``timed_as``, against ``cores`` x its in-process rate on one
-    core; with ``work``, also the rate of its distributed part alone."""
+    core; with ``work``, also the rate of its distributed part alone; with ``together`` (the
+    summed rate of ``cores`` in-process copies run side by side, ``side_by_side``), what the
+    cores give together against ``cores`` x one alone, and the stage against that."""
     ideal = cores * one_core
     found: dict[str, float] = {
         "events": events,
@@ -172,6 +219,12 @@ def figures(
         found["work_s"] = round(work, 2)
         found["work_over_cores_x_in_process"] = round(events / work / ideal, 3)
         found["fixed_s"] = round(wall - work, 2)
+    if together is not None:
+        found["in_process_side_by_side_events_per_s"] = round(together)
+        found["side_by_side_over_cores_x_in_process"] = round(together / ideal, 3)
+        found["over_side_by_side"] = round(events / wall / together, 3)
+        if work is not None:
+            found["work_over_side_by_side"] = round(events / work / together, 3)
     return found
 
 
@@ -210,22 +263,32 @@ def main() -> None:
         work = Path(tmp)
         write_raw(table, work / "raw", args.copies)
         total = table.num_rows * args.copies
-        one_core, (wall, busy) = bracketed(
-            lambda: prepare_rate(table, config),
+        source = args.cache or work / "events.parquet"
+        if not source.exists():
+            pq.write_table(table, source)
+        settings = (args.preset, list(args.overrides))
+        references = {
+            "alone": lambda: prepare_rate(table, config),
+            "together": lambda: side_by_side("prepare", cores, source, settings),
+        }
+        rates, (wall, busy) = bracketed(
+            references,
             lambda: timed(
                 [DCLR, "prepare", str(work / "raw"), "--out", str(work / "prepared"),
                  "--preset", args.preset, *sets]
             ),
         )  # fmt: skip
         if "prepare" in stages:
-            result["prepare"] = figures(total, wall, one_core, cores, work=busy)
+            result["prepare"] = figures(
+                total, wall, rates["alone"], cores, work=busy, together=rates["together"]
+            )
         if args.joined:
             ray = str(Path(sys.executable).parent / "ray")
             head = [ray, "start", "--head", f"--num-cpus={cores}", "--include-dashboard=false"]
             subprocess.run([*head, "--disable-usage-stats"], capture_output=True, check=True)
             try:
-                one_core, (wall, busy) = bracketed(
-                    lambda: prepare_rate(table, config),
+                rates, (wall, busy) = bracketed(
+                    references,
                     lambda: timed(
                         [DCLR, "prepare", str(work / "raw"), "--out",
                          str(work / "prepared-joined"), "--preset", args.preset, *sets],
@@ -235,7 +298,7 @@ def main() -> None:
             finally:
                 subprocess.run([ray, "stop"], capture_output=True, check=False)
             result["prepare_joining_a_running_ray"] = figures(
-                total, wall, one_core, cores, work=busy
+                total, wall, rates["alone"], cores, work=busy, together=rates["together"]
             )
 
         from distributed_clr.storage.manifest import require_complete
@@ -244,8 +307,14 @@ def main() -> None:
         if "embed" in stages or "inputs" in stages:
             checkpoint = untrained(config, work / "prepared", work / "untrained")
             prepared_events = require_complete(work / "prepared", "dijet").rows
-            one_core, (wall, busy) = bracketed(
-                lambda: [embed_rate(work / "prepared", checkpoint)],
+            references = {
+                "alone": lambda: [embed_rate(work / "prepared", checkpoint)],
+                "together": lambda: side_by_side(
+                    "embed", cores, work / "prepared", settings, checkpoint
+                ),
+            }
+            rates, (wall, busy) = bracketed(
+                references,
                 lambda: timed(
                     [DCLR, "embed", "--checkpoint", str(checkpoint), "--data",
                      str(work / "prepared"), "--out", str(work / "embeddings"), "--preset",
@@ -253,7 +322,14 @@ def main() -> None:
                 ),
             )  # fmt: skip
             if "embed" in stages:
-                result["embed"] = figures(prepared_events, wall, one_core, cores, work=busy)
+                result["embed"] = figures(
+                    prepared_events,
+                    wall,
+                    rates["alone"],
+                    cores,
+                    work=busy,
+                    together=rates["together"],
+                )
         if "inputs" in stages:
             embeddings, data = work / "embeddings", work / "prepared"
             inputs_time(embeddings, data, one_cpu=False)  # the files into the page cache

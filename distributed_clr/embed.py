@@ -248,7 +248,7 @@ def _embed_shards(
         for record in work:
             inputs[record["input"]] = record.get("file")  # None: no event of these splits
             if record["rows"] == 0:
-                manifest.write(out)
+                manifest.write_due(out)
                 continue
             stats = {"dim": record["dim"], "splits": record["splits"]}
             shard = ShardRecord(record["file"], record["rows"], record["sha256"], stats)

@@ -12,8 +12,12 @@ from distributed_clr.storage.manifest import (
     DatasetError,
     Manifest,
     ShardRecord,
+    finish,
+    publish,
+    read_manifest,
     resume_or_start,
     reuse_or_run,
+    staging_area,
 )
 
 
@@ -116,3 +120,37 @@ def test_string_columns_become_object_arrays_of_their_values() -> None:
     assert values.tolist() == ["qcd", "wprime", "qcd", "test"]
     assert column_to_numpy(pa.array([], pa.string())).tolist() == []
     assert column_to_numpy(pa.array(["a", None])).tolist() == ["a", None]
+
+
+def test_manifest_rewrites_are_spaced_by_what_they_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``publish`` rewrites the record only once the time since the last write is
+    ``WRITE_SPACING`` times what that write took (a driver's time on the record stays a small
+    share however many shards a job has); ``finish`` writes whatever is pending."""
+    from distributed_clr.storage import manifest as manifest_module
+
+    out = tmp_path / "ds"
+    record = resume_or_start(out, "raw", {"x": 1})
+    staging = staging_area(out)
+    for name in ("a.parquet", "b.parquet"):
+        (staging / name).write_bytes(b"shard")
+    monkeypatch.setattr(manifest_module, "WRITE_SPACING", 1e9)
+    publish(out, record, staging / "a.parquet", ShardRecord("a.parquet", 1, "0" * 64))
+    on_disk = read_manifest(out)
+    assert on_disk is not None
+    assert on_disk.shards == []
+    assert (out / "a.parquet").exists()
+    monkeypatch.setattr(manifest_module, "WRITE_SPACING", 0.0)
+    publish(out, record, staging / "b.parquet", ShardRecord("b.parquet", 1, "1" * 64))
+    on_disk = read_manifest(out)
+    assert on_disk is not None
+    assert [s.file for s in on_disk.shards] == ["a.parquet", "b.parquet"]
+    monkeypatch.setattr(manifest_module, "WRITE_SPACING", 1e9)
+    record.summary["note"] = "pending"
+    assert not record.write_due(out)
+    finish(out, record)
+    on_disk = read_manifest(out)
+    assert on_disk is not None
+    assert on_disk.complete
+    assert on_disk.summary["note"] == "pending"

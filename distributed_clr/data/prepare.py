@@ -216,7 +216,7 @@ def _run_units(
                 shard = ShardRecord(unit.name, record["rows"], record["sha256"], stats)
                 publish(out, manifest, staging / unit.name, shard)
             else:
-                manifest.write(out)
+                manifest.write_due(out)
             bar.update(unit.rows)
             log.debug("%s: %d of %d events kept", unit.name, record["rows"], unit.rows)
     cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]

@@ -1,8 +1,14 @@
 """The stage record ``manifest.json``: it makes every stage resumable and every dataset checkable.
 
 A dataset is a directory of Parquet shards plus ``manifest.json``. The manifest lists every
-finished shard (file, rows, sha256, per-shard statistics) and is rewritten atomically after each
-one by the process that drives the stage, with ``complete: false`` until the last shard is in.
+finished shard (file, rows, sha256, per-shard statistics) and is rewritten atomically by the
+process that drives the stage as shards finish, with ``complete: false`` until the last shard is
+in. Rewriting the whole record after every shard would cost the driver time quadratic in the
+number of shards (a 5,000-shard manifest takes 0.14 s to encode), so ``publish`` rewrites it
+only once the time since the last write is ``WRITE_SPACING`` times what that write took: the
+driver spends at most about 2% of a core on the record, whatever the size of the job. A shard
+moved into the dataset but not yet recorded is removed and made again by a resumed run, exactly
+as one whose record a killed driver never wrote.
 
 Two policies use the same record:
 
@@ -21,6 +27,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +45,9 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 STAGING = ".staging"
 """Where workers write shards before the driver publishes them (``staging_area``)."""
+WRITE_SPACING = 50.0
+"""``Manifest.write_due`` rewrites the record once the time since its last write is this many
+times what that write took (about 2% of the driver's time at most)."""
 
 
 _command: list[str] | None = None
@@ -98,6 +108,8 @@ class Manifest:
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     )
     dclr_version: str = __version__
+    _written_at: float = field(default=float("-inf"), init=False, repr=False, compare=False)
+    _write_seconds: float = field(default=0.0, init=False, repr=False, compare=False)
 
     @property
     def rows(self) -> int:
@@ -134,8 +146,20 @@ class Manifest:
         )
 
     def write(self, directory: str | StoragePath) -> None:
+        """Rewrite ``manifest.json`` in ``directory`` now (atomically)."""
+        start = time.monotonic()
         text = json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
         atomic_write_text(as_storage_path(directory) / MANIFEST, text)
+        self._written_at = time.monotonic()
+        self._write_seconds = self._written_at - start
+
+    def write_due(self, directory: str | StoragePath) -> bool:
+        """``write`` unless the last write was less than ``WRITE_SPACING`` times its own
+        duration ago; whether it wrote. ``finish`` writes in any case."""
+        if time.monotonic() - self._written_at < WRITE_SPACING * self._write_seconds:
+            return False
+        self.write(directory)
+        return True
 
 
 def read_manifest(directory: str | StoragePath) -> Manifest | None:
@@ -247,11 +271,12 @@ def staging_area(directory: str | StoragePath) -> StoragePath:
 def publish(
     directory: str | StoragePath, manifest: Manifest, staged: str | StoragePath, record: ShardRecord
 ) -> None:
-    """Move a staged shard into the dataset and record it in the manifest (written at once)."""
+    """Move a staged shard into the dataset and record it in the manifest, which is rewritten
+    when due (``Manifest.write_due``)."""
     move(as_storage_path(staged), as_storage_path(directory) / record.file)
     crash_point("publish", record.file)
     manifest.shards.append(record)
-    manifest.write(as_storage_path(directory))
+    manifest.write_due(as_storage_path(directory))
 
 
 def finish(directory: str | StoragePath, manifest: Manifest) -> None:
