@@ -154,3 +154,30 @@ def test_manifest_rewrites_are_spaced_by_what_they_cost(
     assert on_disk is not None
     assert on_disk.complete
     assert on_disk.summary["note"] == "pending"
+
+
+def test_only_string_columns_are_dictionary_encoded(tmp_path: Path) -> None:
+    """Names (split, process) get Parquet dictionaries; momenta, nearly all distinct, do not
+    (a dictionary per page that overflows only costs time and bytes); the table reads back
+    equal."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    table = pa.table(
+        {
+            "split": pa.array(["train", "val", "test"] * 400),
+            "pt": pa.FixedSizeListArray.from_arrays(
+                pa.array(rng.random(1200 * 8, dtype=np.float32)), 8
+            ),
+        }
+    )
+    write_parquet_atomic(table, tmp_path / "t.parquet")
+    metadata = pq.ParquetFile(tmp_path / "t.parquet").metadata.row_group(0)
+    encodings = {
+        metadata.column(i).path_in_schema: metadata.column(i).encodings
+        for i in range(metadata.num_columns)
+    }
+    assert "RLE_DICTIONARY" in encodings["split"]
+    assert "RLE_DICTIONARY" not in encodings["pt.list.element"]
+    assert pq.read_table(tmp_path / "t.parquet").equals(table)

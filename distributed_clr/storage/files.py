@@ -76,12 +76,29 @@ def write_parquet_atomic(table: pa.Table, path: StoragePath, *, row_group_size: 
         sink,
         compression="zstd",
         row_group_size=row_group_size,
+        use_dictionary=dictionary_columns(table.schema),
         write_statistics=True,
         store_schema=True,
     )
     data = sink.getvalue()
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns worth Parquet's dictionary encoding: strings and binaries (process, split,
+    dataset names: a few distinct values each). Floats such as constituent momenta are nearly
+    all distinct, so a dictionary is built, overflows and is abandoned for every page: on a
+    prepared dijet shard that made writing 4.5x slower and the file 1.6x larger."""
+    return [
+        field.name
+        for field in schema
+        if pa.types.is_string(field.type)
+        or pa.types.is_large_string(field.type)
+        or pa.types.is_binary(field.type)
+        or pa.types.is_large_binary(field.type)
+        or pa.types.is_dictionary(field.type)
+    ]
 
 
 def json_digest(value: Any, length: int = 12) -> str:
