@@ -114,6 +114,7 @@ def test_a_stage_resumes_on_s3_and_removes_what_a_killed_run_left(bucket: str) -
     records.publish(
         out, started, staging / "part-0.parquet", records.ShardRecord("part-0.parquet", 3, digest)
     )
+    started.write(out)  # publish rewrites the record when due; here it is written
     write_parquet_atomic(table, staging / "part-1.parquet")  # the run dies here
     write_parquet_atomic(table, out / "stray.parquet")
     resumed = records.resume_or_start(out, "dijet", {"x": 1})
