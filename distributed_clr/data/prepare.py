@@ -7,7 +7,7 @@ the same bytes. Each unit is one Ray task (one CPU): it reads its row groups in 
 ``prepare.batch_events`` (clustering, selection, observables and splits, ``dijets.py``), writes
 its dijets as one Parquet shard into the run's staging area and returns a small record (file,
 rows, checksum, cut flow). The driver publishes the shard (moves it into the dataset) and
-records the unit in the manifest at once.
+records the unit in the manifest, which it rewrites when due (``Manifest.write_due``).
 
 Resuming: the manifest exists from the start; a rerun skips the units it lists (their shards
 verified), removes whatever a killed run left (staging area, temporary files, unlisted shards)
