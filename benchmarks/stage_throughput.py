@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,11 +94,9 @@ def bracketed(
     and a reference taken on one side only would carry that drift into the ratio."""
     before = {name: measure() for name, measure in measures.items()}
     result = run()
-    medians = {}
-    for name, measure in measures.items():
-        rates = sorted(before[name] + measure())
-        medians[name] = rates[len(rates) // 2]
-    return medians, result
+    return {
+        name: statistics.median(before[name] + measure()) for name, measure in measures.items()
+    }, result
 
 
 def _side_by_side_child(
@@ -136,7 +135,7 @@ def side_by_side(
     rates = [results.get(timeout=900) for _ in children]
     for child in children:
         child.join()
-    return [sum(sorted(r)[len(r) // 2] for r in rates)]
+    return [sum(statistics.median(r) for r in rates)]
 
 
 def embed_rate(prepared: Path, checkpoint: Path) -> float:

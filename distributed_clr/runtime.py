@@ -84,7 +84,7 @@ def init_ray(config: RayConfig, min_cpus: int | None = None) -> None:
         logging.ERROR
     )
     hook_variable = _inherited_hook_variable()
-    with _environment(hook_variable, SETUP_WORKER):
+    with _environment(hook_variable, f"{setup_worker.__module__}.{setup_worker.__qualname__}"):
         ray.init(
             # "local": a new session even where `ray start` runs a cluster on this machine,
             # which Ray would otherwise join unasked; a cluster is joined only when it is named.
@@ -96,10 +96,6 @@ def init_ray(config: RayConfig, min_cpus: int | None = None) -> None:
             runtime_env=None if hook_variable else {"worker_process_setup_hook": setup_worker},
         )
     quiet_ray_logging()
-
-
-SETUP_WORKER = "distributed_clr.runtime.setup_worker"
-"""``setup_worker`` as Ray loads a setup hook given by name."""
 
 
 def _inherited_hook_variable() -> str | None:
